@@ -1,0 +1,64 @@
+# certmodel — run `make help` for the targets.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+# Shared, clone-independent caches (Go-built control plane, tools, prepared base models).
+CACHE ?= $(HOME)/.cache/certmodel
+export CERTMODEL_CACHE := $(CACHE)
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+UV_VERSION := 0.13.9
+UV := $(or $(shell command -v uv 2>/dev/null),$(CACHE)/uv/bin/uv)
+PYTEST_ARGS ?=
+
+-include hack/kube/cluster.mk
+
+.PHONY: help
+help: ## show this help
+	@awk 'BEGIN {FS = ":.*## "}; /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(CACHE)/uv/bin/uv:
+	python3 -m venv $(CACHE)/uv
+	$(CACHE)/uv/bin/pip install -q uv==$(UV_VERSION)
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --all-extras
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.synced ## create .venv from uv.lock (torch, transformers, peft, kopf, dev tools)
+
+.PHONY: lock
+lock: | $(UV) ## re-resolve uv.lock after a change to pyproject.toml
+	$(UV) lock
+
+.PHONY: lint
+lint: venv ## ruff, mypy --strict, import contracts
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports .importlinter
+	$(VENV)/bin/lint-imports .importlinter-operator
+
+.PHONY: fmt
+fmt: venv ## format and autofix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+.PHONY: test
+test: venv lint ## set up everything and run the whole suite (unit, runtime, control plane)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: venv ## the fast, torch-free unit tests only
+	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: demo
+demo: venv ## set up and run the main job end to end (see README)
+	$(PYTHON) hack/demo.py
+
+.PHONY: clean
+clean: ## remove build outputs in this clone (keeps the shared cache)
+	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache .import_linter_cache out

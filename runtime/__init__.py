@@ -1,0 +1,1 @@
+"""The certified-format library, trainer, inference server and CLI (torch-free at import)."""
