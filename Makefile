@@ -48,7 +48,7 @@ fmt: venv ## format and autofix
 	$(VENV)/bin/ruff check --fix .
 
 .PHONY: test
-test: venv lint ## set up everything and run the whole suite (unit, runtime, control plane)
+test: venv lint check-generated ## set up everything and run the whole suite (unit, runtime, control plane)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -62,3 +62,13 @@ demo: venv ## set up and run the main job end to end (see README)
 .PHONY: clean
 clean: ## remove build outputs in this clone (keeps the shared cache)
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache .import_linter_cache out
+
+GENERATED_DIRS := crds
+
+.PHONY: generate
+generate: venv ## regenerate the CRDs (and the chart's copy) from the typed API models
+	$(PYTHON) -m certmodel.operator.crdgen $(GENERATED_DIRS)
+
+.PHONY: check-generated
+check-generated: venv ## fail if generated files differ from the API models (drift)
+	$(PYTHON) -m certmodel.operator.crdgen --check $(GENERATED_DIRS)
