@@ -8,6 +8,8 @@ import pytest
 
 from certmodel.runtime.format.store import Store
 
+pytest_plugins = ["localcluster.pytest_plugin"]
+
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:

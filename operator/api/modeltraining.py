@@ -6,16 +6,20 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import Field
+from pydantic.config import JsonDict
 
 from certmodel.operator.api.base import ApiModel, Condition, CrdInfo, PrinterColumn, StatusModel
 
-IMMUTABLE = {"rule": "self == oldSelf", "message": "is part of the recipe and cannot change"}
-RECIPE_PART = {"x-kubernetes-validations": [IMMUTABLE], "default": {}}
+IMMUTABLE: JsonDict = {
+    "rule": "self == oldSelf",
+    "message": "is part of the recipe and cannot change",
+}
+RECIPE_PART: JsonDict = {"x-kubernetes-validations": [IMMUTABLE], "default": {}}
 """Recipe sections default to {} on the server, so that the immutability rule always applies."""
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 REL_PATH = r"^[A-Za-z0-9_.][A-Za-z0-9_./-]*$"
 """A path relative to the models volume; '..' segments are refused by a CEL rule as well."""
-NO_DOTDOT = {
+NO_DOTDOT: JsonDict = {
     "rule": "!self.split('/').exists(s, s == '..')",
     "message": "must stay inside the models volume (no '..' segments)",
 }
@@ -31,44 +35,44 @@ class Dataset(ApiModel):
         description="File path relative to the models volume, e.g. datasets/faq.jsonl.",
         json_schema_extra={"x-kubernetes-validations": [NO_DOTDOT]},
     )
-    format: Literal["jsonl", "text"] = Field(
-        default="jsonl",
+    format: Literal["auto", "jsonl", "text"] = Field(
+        default="auto",
         description="jsonl: one JSON object a line ('text', or 'prompt' + 'completion');"
-        " text: plain text.",
+        " text: plain text; auto: by file suffix.",
     )
-    text_field: str = Field(default="text", max_length=128, description="JSONL text field.")
-    eval_fraction: float = Field(
-        default=0.1, ge=0, le=0.5, description="Share of the data held out for eval loss."
-    )
+    text_field: str = Field(default="text", min_length=1, max_length=128)
 
 
 class LoraMethod(ApiModel):
-    """LoRA settings."""
+    """LoRA settings (all of them are part of the recipe, and so of the DNA)."""
 
     type: Literal["lora"] = "lora"
-    r: int = Field(default=8, ge=1, le=512, description="LoRA rank.")
-    alpha: int = Field(default=16, ge=1, le=4096, description="LoRA alpha (scale = alpha / r).")
+    r: int = Field(default=8, ge=1, le=1024, description="LoRA rank.")
+    alpha: float = Field(default=16.0, gt=0, le=4096, description="Scale numerator (alpha / r).")
     dropout: float = Field(default=0.05, ge=0, lt=1)
     target_modules: list[str] | None = Field(
         default=None,
         max_length=64,
-        description="Module names to adapt; default: the architecture's attention projections.",
+        description="Module name suffixes to adapt; default: the architecture's projections.",
     )
 
 
 class Hyperparameters(ApiModel):
-    """Optimisation settings. Exactly one of maxSteps and epochs (default: epochs 1)."""
+    """Optimisation settings; maxSteps, when set, overrides epochs."""
 
     max_steps: int | None = Field(default=None, ge=1, le=10_000_000)
-    epochs: float | None = Field(default=None, gt=0, le=1000)
+    epochs: int = Field(default=1, ge=1, le=1000)
     learning_rate: float = Field(default=2e-4, gt=0, le=1)
-    lr_scheduler: Literal["linear", "cosine", "constant"] = "linear"
-    warmup_steps: int = Field(default=0, ge=0)
-    batch_size: int = Field(default=4, ge=1, le=4096)
-    gradient_accumulation: int = Field(default=1, ge=1, le=4096)
-    max_seq_length: int = Field(default=512, ge=8, le=131072)
-    seed: int = Field(default=42, ge=0, le=2**31 - 1)
+    schedule: Literal["constant", "linear", "cosine"] = "cosine"
+    warmup_steps: int = Field(default=0, ge=0, le=10_000_000)
+    weight_decay: float = Field(default=0.0, ge=0, le=1)
+    max_grad_norm: float = Field(default=1.0, ge=0, le=1000)
+    batch_size: int = Field(default=8, ge=1, le=4096, description="Packed sequences per step.")
+    grad_accum: int = Field(default=1, ge=1, le=4096, description="Micro-batches per step.")
+    max_seq_len: int = Field(default=512, ge=1, le=131072, description="Packed block length.")
+    seed: int = Field(default=42, ge=0, le=2**32 - 1)
     precision: Literal["auto", "bf16", "fp32"] = "auto"
+    eval_fraction: float = Field(default=0.1, ge=0, lt=0.5, description="Held out for eval loss.")
 
 
 class Output(ApiModel):
@@ -119,9 +123,7 @@ class ModelTrainingSpec(ApiModel):
         json_schema_extra={"x-kubernetes-validations": [IMMUTABLE]},
     )
     dataset: Dataset = Field(json_schema_extra={"x-kubernetes-validations": [IMMUTABLE]})
-    method: LoraMethod = Field(
-        default_factory=LoraMethod, json_schema_extra=RECIPE_PART
-    )
+    method: LoraMethod = Field(default_factory=LoraMethod, json_schema_extra=RECIPE_PART)
     hyperparameters: Hyperparameters = Field(
         default_factory=Hyperparameters,
         json_schema_extra={
@@ -129,15 +131,14 @@ class ModelTrainingSpec(ApiModel):
             "x-kubernetes-validations": [
                 IMMUTABLE,
                 {
-                    "rule": "!(has(self.maxSteps) && has(self.epochs))",
-                    "message": "set maxSteps or epochs, not both",
+                    "rule": "!has(self.maxSteps) || !has(self.warmupSteps)"
+                    " || self.warmupSteps <= self.maxSteps",
+                    "message": "warmupSteps cannot exceed maxSteps",
                 },
-            ]
+            ],
         },
     )
-    output: Output = Field(
-        default_factory=Output, json_schema_extra=RECIPE_PART
-    )
+    output: Output = Field(default_factory=Output, json_schema_extra=RECIPE_PART)
     resources: Resources = Field(default_factory=Resources, json_schema_extra={"default": {}})
     retries: int = Field(default=2, ge=0, le=20, description="Job backoffLimit.")
     deadline_seconds: int = Field(
