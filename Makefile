@@ -63,7 +63,7 @@ demo: venv ## set up and run the main job end to end (see README)
 clean: ## remove build outputs in this clone (keeps the shared cache)
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache .import_linter_cache out
 
-GENERATED_DIRS := crds
+GENERATED_DIRS := crds charts/certmodel/crds
 
 .PHONY: generate
 generate: venv ## regenerate the CRDs (and the chart's copy) from the typed API models
@@ -72,3 +72,11 @@ generate: venv ## regenerate the CRDs (and the chart's copy) from the typed API 
 .PHONY: check-generated
 check-generated: venv ## fail if generated files differ from the API models (drift)
 	$(PYTHON) -m certmodel.operator.crdgen --check $(GENERATED_DIRS)
+
+.PHONY: chart-test
+chart-test: venv kube-bins ## helm lint/template, manifest validation, RBAC and install checks
+	$(VENV)/bin/pytest tests/chart $(PYTEST_ARGS)
+
+.PHONY: e2e-kind
+e2e-kind: ## for users with Docker: kind cluster, build and load images, helm install, run the sample
+	hack/e2e-kind.sh

@@ -102,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             prefix="certmodel.io", key="last-handled-configuration"
         )
         settings.posting.enabled = False
+        settings.scanning.disabled = True  # the CRDs are installed by the chart; no CRD RBAC
         settings.watching.server_timeout = 300
         settings.execution.max_workers = 8
 

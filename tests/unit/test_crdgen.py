@@ -48,7 +48,10 @@ def test_schema_is_structural() -> None:
     assert props["mode"] == {"default": "a", "enum": ["a", "b"], "type": "string"}
     assert props["fixed"]["enum"] == ["only"]
     assert props["inner"]["properties"]["rate"] == {
-        "type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 1
+        "type": "number",
+        "minimum": 0,
+        "exclusiveMinimum": True,
+        "maximum": 1,
     }
     assert props["labels"] == {"type": "object", "additionalProperties": {"type": "string"}}
     assert props["items"]["maxItems"] == 3
@@ -70,7 +73,9 @@ def test_the_crds_carry_names_columns_status_and_cel() -> None:
     version = mt["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}
     assert [c["name"] for c in version["additionalPrinterColumns"]][:3] == [
-        "Model", "Phase", "Progress"
+        "Model",
+        "Phase",
+        "Progress",
     ]
     spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
     rules = [r["rule"] for node in walk(spec) for r in node.get("x-kubernetes-validations", [])]
