@@ -48,7 +48,7 @@ fmt: venv ## format and autofix
 	$(VENV)/bin/ruff check --fix .
 
 .PHONY: test
-test: venv lint check-generated ## set up everything and run the whole suite (unit, runtime, control plane)
+test: venv lint check-generated kube-bins ## set up everything and run the whole suite (unit, runtime, control plane)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
