@@ -13,15 +13,21 @@ from typing import Any
 import kopf
 
 from certmodel.operator.api import GROUP, VERSION
+from certmodel.operator.api.certifiedmodel import CertifiedModelSpec
+from certmodel.operator.decisions.line import pointer_name
 from certmodel.operator.decisions.manifests import MANAGED_BY
 from certmodel.operator.reconcile import (
     LINES,
     TRAININGS,
     ConflictRetry,
     Context,
+    Observed,
+    TrainingRef,
     reconcile_line,
     reconcile_training,
+    training_ref,
 )
+from certmodel.operator.serving import is_serving_pod
 
 TRAINING_TICK_S = 2.0
 LINE_TICK_S = 10.0
@@ -36,11 +42,63 @@ def _training(memo: Any, namespace: str, name: str) -> None:
     reconcile_training(_ctx(memo), namespace, name)
 
 
-def _line(memo: Any, namespace: str, name: str) -> None:
+def _line(memo: Any, namespace: str, name: str, observed: Observed | None = None) -> None:
     try:
-        reconcile_line(_ctx(memo), namespace, name)
+        reconcile_line(_ctx(memo), namespace, name, observed=observed)
     except ConflictRetry as exc:
         raise kopf.TemporaryError(str(exc), delay=1) from exc
+
+
+# -- indexes: the watch caches that make a steady-state reconcile free of API requests -------
+@kopf.index(GROUP, VERSION, TRAININGS)
+def trainings_by_line(
+    *, namespace: str | None, body: kopf.Body, **_: Any
+) -> dict[tuple[str | None, str], TrainingRef] | None:
+    ref = training_ref(dict(body))
+    line = body.get("spec", {}).get("certifiedModel")
+    return {(namespace, line): ref} if ref and line else None
+
+
+@kopf.index(
+    "",
+    "v1",
+    "configmaps",
+    labels={"app.kubernetes.io/component": "pointer", "app.kubernetes.io/managed-by": MANAGED_BY},
+)
+def pointers_by_name(
+    *, namespace: str | None, name: str, body: kopf.Body, **_: Any
+) -> dict[tuple[str | None, str], dict[str, Any]]:
+    return {(namespace, name): dict(body)}
+
+
+@kopf.index("", "v1", "pods", labels={"certmodel.io/model": kopf.PRESENT})
+def pods_by_line(
+    *, namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
+) -> dict[tuple[str | None, str], dict[str, Any]] | None:
+    if labels.get("app.kubernetes.io/component") == "training":
+        return None
+    return {(namespace, labels["certmodel.io/model"]): dict(body)}
+
+
+def _observed(body: kopf.Body, namespace: str, name: str, indexes: dict[str, Any]) -> Observed:
+    """A line's snapshot from Kopf's indexes (passed to handlers by the index names)."""
+    trainings_by_line: kopf.Index[Any, Any] = indexes["trainings_by_line"]
+    pointers_by_name: kopf.Index[Any, Any] = indexes["pointers_by_name"]
+    pods_by_line: kopf.Index[Any, Any] = indexes["pods_by_line"]
+    raw = dict(body)
+    spec = CertifiedModelSpec.model_validate(raw.get("spec") or {})
+    cms = list(pointers_by_name.get((namespace, pointer_name(name, spec)), []))
+    pods = [
+        p
+        for p in pods_by_line.get((namespace, name), [])
+        if is_serving_pod((p.get("metadata") or {}).get("labels") or {}, name, spec)
+    ]
+    return Observed(
+        body=raw,
+        config_map=cms[0] if cms else None,
+        pods=pods,
+        trainings=list(trainings_by_line.get((namespace, name), [])),
+    )
 
 
 # -- ModelTraining ----------------------------------------------------------------------------
@@ -77,8 +135,11 @@ def line_changed(*, name: str, namespace: str | None, memo: Any, **_: Any) -> No
 
 
 @kopf.timer(GROUP, VERSION, LINES, interval=LINE_TICK_S, initial_delay=LINE_TICK_S)
-def line_tick(*, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
-    _line(memo, namespace or "default", name)
+def line_tick(
+    *, name: str, namespace: str | None, memo: Any, body: kopf.Body, **indexes: Any
+) -> None:
+    ns = namespace or "default"
+    _line(memo, ns, name, _observed(body, ns, name, indexes))
 
 
 @kopf.on.event(

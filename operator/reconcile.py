@@ -191,22 +191,61 @@ def _record_phase_metrics(plan: TrainingPlan, old: ModelTrainingStatus) -> None:
 
 
 # -- CertifiedModel ---------------------------------------------------------------------------
-def reconcile_line(ctx: Context, namespace: str, name: str) -> LinePlan | None:
+@dataclass(frozen=True)
+class Observed:
+    """What a caller with a watch cache (Kopf's indexes) already knows, so a reconcile at
+    steady state costs no API request. Stale data is safe: the pointer write is a
+    compare-and-swap, and a status patch carries only what was decided from it."""
+
+    body: dict[str, Any]
+    config_map: dict[str, Any] | None
+    pods: list[dict[str, Any]]
+    trainings: list[TrainingRef]
+
+
+@dataclass(frozen=True)
+class TrainingRef:
+    """A succeeded ModelTraining of a line, as the line needs to know it."""
+
+    name: str
+    dna: str
+    promote: bool
+
+
+def training_ref(mt: dict[str, Any]) -> TrainingRef | None:
+    status = mt.get("status") or {}
+    if status.get("phase") != "Succeeded" or not status.get("dna"):
+        return None
+    return TrainingRef(mt["metadata"]["name"], status["dna"], bool(mt["spec"].get("promote")))
+
+
+def reconcile_line(
+    ctx: Context, namespace: str, name: str, *, observed: Observed | None = None
+) -> LinePlan | None:
     with _locked(LINES, namespace, name), _measured("CertifiedModel"):
-        body = ctx.kube.get_custom(LINES, namespace, name)
+        body = observed.body if observed else ctx.kube.get_custom(LINES, namespace, name)
         if body is None:
             return None
         spec = CertifiedModelSpec.model_validate(body["spec"])
         cm_name = pointer_name(name, spec)
-        cm = ctx.kube.read_config_map(namespace, cm_name)
+        if observed is not None:
+            cm, pods, trainings = observed.config_map, observed.pods, observed.trainings
+        else:
+            cm = ctx.kube.read_config_map(namespace, cm_name)
+            pods = ctx.kube.list_pods(namespace, serving.selector(name, spec))
+            trainings = [
+                ref
+                for mt in ctx.kube.list_custom(TRAININGS, namespace)
+                if mt["spec"].get("certifiedModel") == name and (ref := training_ref(mt))
+            ]
         snap = LineSnapshot(
             name=name,
             generation=body["metadata"].get("generation", 1),
             spec=spec,
             old_status=CertifiedModelStatus.model_validate(body.get("status") or {}),
-            versions=_line_versions(ctx, namespace, name, spec, cm),
+            versions=_line_versions(ctx, spec, trainings, cm),
             pointer=_pointer_state(cm),
-            serving=serving.serving_pods(ctx.kube, namespace, name, spec, ctx.poll_pod),
+            serving=serving.serving_pods(pods, ctx.poll_pod),
             now=datetime.now(UTC),
         )
         plan = decide_line(snap)
@@ -235,19 +274,14 @@ def reconcile_line(ctx: Context, namespace: str, name: str) -> LinePlan | None:
 
 
 def _line_versions(
-    ctx: Context, namespace: str, name: str, spec: CertifiedModelSpec, cm: dict[str, Any] | None
+    ctx: Context,
+    spec: CertifiedModelSpec,
+    trainings: list[TrainingRef],
+    cm: dict[str, Any] | None,
 ) -> list[VersionFacts]:
     """The line's versions: those its ModelTrainings produced, the one spec names, and those
     the pointer has served (so a version stays listed after its ModelTraining is deleted)."""
-    wanted: dict[str, tuple[str | None, bool]] = {}
-    for mt in ctx.kube.list_custom(TRAININGS, namespace):
-        status = mt.get("status") or {}
-        if (
-            mt["spec"].get("certifiedModel") == name
-            and status.get("dna")
-            and status.get("phase") == "Succeeded"
-        ):
-            wanted[status["dna"]] = (mt["metadata"]["name"], bool(mt["spec"].get("promote")))
+    wanted: dict[str, tuple[str | None, bool]] = {t.dna: (t.name, t.promote) for t in trainings}
     doc = _pointer_state(cm).document
     if doc is not None:
         for target in [*doc.previous, *([doc.target] if doc.target else [])]:

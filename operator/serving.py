@@ -11,7 +11,7 @@ import json
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from certmodel.operator.api.certifiedmodel import CertifiedModelSpec
 from certmodel.operator.decisions.line import PodServing
@@ -28,10 +28,6 @@ class PodReport:
     error: str = ""
 
 
-class _Lister(Protocol):
-    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
-
-
 def selector(name: str, spec: CertifiedModelSpec) -> str:
     """Label selector of the line's inference pods (training pods carry the label too)."""
     if spec.serving_selector:
@@ -40,14 +36,11 @@ def selector(name: str, spec: CertifiedModelSpec) -> str:
 
 
 def serving_pods(
-    kube: _Lister,
-    namespace: str,
-    name: str,
-    spec: CertifiedModelSpec,
-    poll: Callable[[dict[str, Any]], PodReport],
+    pods: list[dict[str, Any]], poll: Callable[[dict[str, Any]], PodReport]
 ) -> list[PodServing]:
+    """What each of the line's inference pods serves (unready pods are not asked)."""
     out = []
-    for pod in kube.list_pods(namespace, selector(name, spec)):
+    for pod in pods:
         if pod["metadata"].get("deletionTimestamp"):
             continue
         ready = _is_ready(pod)
@@ -94,3 +87,13 @@ def _port(pod: dict[str, Any]) -> int:
             if port.get("name") == "http":
                 return int(port["containerPort"])
     return DEFAULT_PORT
+
+
+def is_serving_pod(labels: Any, line: str, spec: CertifiedModelSpec) -> bool:
+    """Whether a pod with ``labels`` serves ``line`` (the selector above, evaluated locally)."""
+    if spec.serving_selector:
+        return all(labels.get(k) == v for k, v in spec.serving_selector.items())
+    return bool(
+        labels.get("certmodel.io/model") == line
+        and labels.get("app.kubernetes.io/component") != "training"
+    )
