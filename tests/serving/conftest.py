@@ -21,6 +21,7 @@ from certmodel.runtime.format.store import Store
 @pytest.fixture(scope="session")
 def line_template(tmp_path_factory: pytest.TempPathFactory) -> Line:
     import peft  # noqa: F401 -- a missing ML stack must fail loudly, never skip
+
     from certmodel.runtime.serving import tiny
 
     root = tmp_path_factory.mktemp("line") / "models"
