@@ -20,8 +20,7 @@ from certmodel.runtime.format.dna import is_dna
 from certmodel.runtime.format.manifest import SIGNATURE_NAME, Manifest
 from certmodel.runtime.format.store import Store
 from certmodel.runtime.format.verify import verify_version
-
-PROGRESS_FILE = "progress.json"
+from certmodel.runtime.training.progress import PROGRESS_FILE
 
 
 @dataclass(frozen=True)

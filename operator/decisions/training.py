@@ -99,31 +99,40 @@ def decide_training(snap: TrainingSnapshot) -> TrainingPlan:
         reason, message = snap.input_error
         return _plan(snap, "Failed", reason, message, create=False, warn=True)
     assert snap.dna is not None
+    if snap.version_exists and not old.job_name:
+        # Published before this run asked for it (another ModelTraining with the same recipe,
+        # or a migrated version): nothing to train, whatever Job trained it.
+        return _deduplicated(snap)
     if snap.job is None:
         if snap.version_exists:
-            plan = _plan(
-                snap,
-                "Succeeded",
-                "Deduplicated",
-                f"version {snap.dna} already exists; nothing to train",
-                create=False,
-            )
-            plan.status = plan.status.model_copy(
-                update={
-                    "deduplicated": True,
-                    "metrics": _metrics(snap.version_metrics),
-                    "content_digest": snap.content_digest,
-                    "completion_time": old.completion_time or snap.now,
-                }
-            )
-            plan.line_changed = True
-            return plan
+            return _deduplicated(snap)
         if old.phase == "Failed" and old.dna == snap.dna and old.job_name:
             return TrainingPlan(False, old)  # the Job failed and was cleaned up: stay failed
         return _plan(
             snap, "Pending", "JobCreated", f"created Job {job_name(snap.dna)}", create=True
         )
     return _follow(snap, snap.job)
+
+
+def _deduplicated(snap: TrainingSnapshot) -> TrainingPlan:
+    plan = _plan(
+        snap,
+        "Succeeded",
+        "Deduplicated",
+        f"version {snap.dna} already exists; nothing to train",
+        create=False,
+    )
+    plan.status = plan.status.model_copy(
+        update={
+            "deduplicated": True,
+            "job_name": None,
+            "metrics": _metrics(snap.version_metrics),
+            "content_digest": snap.content_digest,
+            "completion_time": snap.old_status.completion_time or snap.now,
+        }
+    )
+    plan.line_changed = True
+    return plan
 
 
 def _follow(snap: TrainingSnapshot, job: JobFacts) -> TrainingPlan:

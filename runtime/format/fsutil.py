@@ -30,12 +30,25 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def fsync_tree(root: Path) -> None:
-    """Fsync every file and directory under ``root`` (bottom-up, so entries land before parents)."""
+def fsync_tree(root: Path, *, normalise_modes: bool = False) -> None:
+    """Fsync every file and directory under ``root`` (bottom-up, so entries land before parents).
+
+    With ``normalise_modes``, files become 0644 and folders 0755 first: a version is read by
+    inference pods that may run as another user than the trainer that wrote it.
+    """
     for dirpath, _dirnames, filenames in os.walk(root, topdown=False):
         for name in filenames:
+            if normalise_modes:
+                os.chmod(Path(dirpath) / name, FILE_MODE)
             fsync_file(Path(dirpath) / name)
+        if normalise_modes:
+            os.chmod(dirpath, DIR_MODE)
         fsync_dir(Path(dirpath))
+
+
+FILE_MODE = 0o644
+DIR_MODE = 0o755
+"""Published files are readable by every user: inference pods may run as another user."""
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -51,6 +64,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
+            os.fchmod(handle.fileno(), FILE_MODE)  # mkstemp creates 0600
             os.fsync(handle.fileno())
         tmp.replace(path)
     except BaseException:

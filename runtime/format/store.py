@@ -159,7 +159,7 @@ class Store:
         )
         atomic_write_bytes(work / MANIFEST_NAME, manifest.to_json())
         faults.point("publish.after-manifest")
-        fsync_tree(work)
+        fsync_tree(work, normalise_modes=True)
         self.certified_dir.mkdir(parents=True, exist_ok=True)
         faults.point("publish.before-rename")
         try:

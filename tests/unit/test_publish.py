@@ -138,3 +138,15 @@ def test_version_paths_refuse_traversal(store: Store) -> None:
         store.version_path("../../etc")
     with pytest.raises(UsageError, match="not a base model name"):
         store.base_model_path("../x")
+
+
+def test_published_files_are_readable_by_other_users(store: Store) -> None:
+    """Inference pods may run as another user than the trainer that wrote the version."""
+    manifest = make_version(store)
+    version = store.version_path(manifest.dna)
+    modes = {
+        p.relative_to(version).as_posix(): p.stat().st_mode & 0o777 for p in version.rglob("*")
+    }
+    assert modes["certified.json"] == 0o644
+    assert modes["adapter/adapter_model.safetensors"] == 0o644
+    assert modes["adapter"] == 0o755
