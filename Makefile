@@ -52,8 +52,8 @@ test: venv lint check-generated kube-bins ## set up everything and run the whole
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
-test-unit: venv ## the fast, torch-free unit tests only
-	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+test-unit: venv ## the fast unit tests without torch or a cluster (seconds)
+	$(VENV)/bin/pytest tests/unit -m "not torch and not cluster" $(PYTEST_ARGS)
 
 .PHONY: demo
 demo: venv ## set up and run the main job end to end (see README)
@@ -80,3 +80,13 @@ chart-test: venv kube-bins ## helm lint/template, manifest validation, RBAC and 
 .PHONY: e2e-kind
 e2e-kind: ## for users with Docker: kind cluster, build and load images, helm install, run the sample
 	hack/e2e-kind.sh
+
+BENCH_OUT := benchmarks/out
+
+.PHONY: bench
+bench: venv kube-bins ## run every benchmark side by side with its baseline; tables in benchmarks/out/
+	@mkdir -p $(BENCH_OUT)
+	$(PYTHON) benchmarks/bench_training.py | tee $(BENCH_OUT)/training.md
+	$(PYTHON) benchmarks/bench_serving.py --threads 1 | tee $(BENCH_OUT)/serving.md
+	PYTHONPATH=hack:tests $(PYTHON) benchmarks/bench_operator.py --out $(BENCH_OUT)/operator.md
+	@echo "tables written to $(BENCH_OUT)/; docs/benchmarks.md records them with their commands"

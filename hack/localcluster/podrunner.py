@@ -190,8 +190,11 @@ class PodWorker(threading.Thread):
         c.started = now()
         c.state = {"running": {"startedAt": c.started}}
         c.ready = not spec.get("readinessProbe")
-        probe = spec.get("readinessProbe") or spec.get("livenessProbe") or {}
-        c.next_probe = time.monotonic() + float(probe.get("initialDelaySeconds") or 0)
+        start = time.monotonic()
+        ready_probe, live_probe = spec.get("readinessProbe") or {}, spec.get("livenessProbe") or {}
+        c.next_probe = start + float(ready_probe.get("initialDelaySeconds") or 0)
+        c.next_live_probe = start + float(live_probe.get("initialDelaySeconds") or 0)
+        c.live_failures = 0
         log.info(
             "pod %s: started %s (pid %d): %s", self.key, name, c.proc.pid, podspec.describe(argv)
         )
@@ -289,25 +292,31 @@ class PodWorker(threading.Thread):
             c.backoff = min(c.backoff * 2, BACKOFF_MAX)
 
     def _probe(self, c: Ctr) -> None:
-        if time.monotonic() < c.next_probe or c.proc is None:
+        """Readiness and liveness on their own schedules, as a kubelet runs them.
+
+        Readiness is retried every second until its first success (faster than a kubelet, so
+        tests need not wait a full period); liveness keeps its period and failure threshold, so
+        a slow-starting server is not killed before it had the time the spec grants it.
+        """
+        if c.proc is None:
             return
+        now = time.monotonic()
         rp, lp = c.spec.get("readinessProbe"), c.spec.get("livenessProbe")
-        period = float((rp or lp or {}).get("periodSeconds") or 10)
-        if rp:
+        if rp and now >= c.next_probe:
             ok = podspec.probe(rp, c.spec, c.proc.pid)
             c.ready = ok
-            # Faster than kubelet until first success, so tests need not wait a full period.
-            period = period if ok else min(period, 1.0)
-        if lp:
+            period = float(rp.get("periodSeconds") or 10)
+            c.next_probe = now + (period if ok else min(period, 1.0))
+        if lp and now >= c.next_live_probe:
+            c.next_live_probe = now + float(lp.get("periodSeconds") or 10)
             if podspec.probe(lp, c.spec, c.proc.pid):
                 c.live_failures = 0
-            else:
-                c.live_failures += 1
-                if c.live_failures >= int(lp.get("failureThreshold") or 3):
-                    log.info("pod %s: liveness failed for %s, killing", self.key, c.spec["name"])
-                    c.live_failures = 0
-                    self._kill(c, float(self.pod["spec"].get("terminationGracePeriodSeconds", 30)))
-        c.next_probe = time.monotonic() + period
+                return
+            c.live_failures += 1
+            if c.live_failures >= int(lp.get("failureThreshold") or 3):
+                log.info("pod %s: liveness failed for %s, killing", self.key, c.spec["name"])
+                c.live_failures = 0
+                self._kill(c, float(self.pod["spec"].get("terminationGracePeriodSeconds", 30)))
 
     def _run_init(self, ctx: PodContext, spec: Json, vols: dict[str, str]) -> bool:
         c = Ctr(spec)

@@ -28,6 +28,7 @@ class Ctr:
     next_start: float = 0.0
     backoff: float = BACKOFF_START
     next_probe: float = 0.0
+    next_live_probe: float = 0.0
     live_failures: int = 0
     done: bool = False  # exited and will not be restarted
 

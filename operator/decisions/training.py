@@ -174,9 +174,16 @@ def _follow(snap: TrainingSnapshot, job: JobFacts) -> TrainingPlan:
             create=False,
             warn=True,
         )
+    progress = _progress(snap.progress) or snap.old_status.progress  # never go backwards
+    if pod is not None and pod.phase == "Succeeded":
+        plan = _plan(
+            snap, "Running", "Finishing", "training finished; the Job is completing", create=False
+        )
+        plan.status = plan.status.model_copy(update={"progress": progress})
+        return plan
     if job.active and pod is not None and pod.phase == "Running":
-        plan = _plan(snap, "Running", "Training", _progress_message(snap), create=False)
-        plan.status = plan.status.model_copy(update={"progress": _progress(snap.progress)})
+        plan = _plan(snap, "Running", "Training", _progress_message(progress), create=False)
+        plan.status = plan.status.model_copy(update={"progress": progress})
         return plan
     retry = f" (retry {job.failed} of {snap.spec.retries})" if job.failed else ""
     return _plan(
@@ -286,8 +293,7 @@ def _done_progress(snap: TrainingSnapshot) -> Progress | None:
     )
 
 
-def _progress_message(snap: TrainingSnapshot) -> str:
-    p = _progress(snap.progress)
+def _progress_message(p: Progress | None) -> str:
     if p is None:
         return "training: waiting for the first step"
     eta = f", ETA {p.eta_seconds}s" if p.eta_seconds is not None else ""

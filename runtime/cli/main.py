@@ -21,6 +21,8 @@ COMMAND_MODULES = [
     "certmodel.runtime.cli.train_cmd",
     "certmodel.runtime.cli.base_cmd",
     "certmodel.runtime.cli.serve_cmd",
+    "certmodel.runtime.cli.migrate_cmd",
+    "certmodel.runtime.cli.validate_cmd",
 ]
 
 
