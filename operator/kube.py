@@ -14,6 +14,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from certmodel.operator import metrics
 from certmodel.operator.api import GROUP, VERSION
 from certmodel.operator.decisions.line import Event
 
@@ -33,6 +34,10 @@ class Kube:
         self.instance = instance
         self.writes = 0
         """API writes made (creates, patches, replaces, events): the steady-state benchmark."""
+
+    def _wrote(self) -> None:
+        self.writes += 1
+        metrics.API_WRITES.inc()
 
     def _dict(self, obj: Any) -> dict[str, Any]:
         out: dict[str, Any] = self.api.sanitize_for_serialization(obj)
@@ -54,7 +59,7 @@ class Kube:
 
     def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Merge-patch ``status`` (keys set to None are removed)."""
-        self.writes += 1
+        self._wrote()
         self.custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, plural, name, {"status": status}
         )
@@ -75,7 +80,7 @@ class Kube:
     def ensure_config_map(self, obj: dict[str, Any]) -> None:
         """Create ``obj``; an existing one of the same name is adopted as it is."""
         try:
-            self.writes += 1
+            self._wrote()
             self.core.create_namespaced_config_map(obj["metadata"]["namespace"], obj)
         except ApiException as exc:
             if exc.status != 409:
@@ -84,7 +89,7 @@ class Kube:
     def ensure_job(self, obj: dict[str, Any]) -> bool:
         """Create the Job; False if it existed (another reconcile or replica created it)."""
         try:
-            self.writes += 1
+            self._wrote()
             self.batch.create_namespaced_job(obj["metadata"]["namespace"], obj)
         except ApiException as exc:
             if exc.status == 409:
@@ -105,14 +110,14 @@ class Kube:
         object is still at that version. False when another writer got there first."""
         ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
         try:
-            self.writes += 1
+            self._wrote()
             if resource_version is None:
                 self.core.create_namespaced_config_map(ns, obj)
             else:
                 body = {**obj, "metadata": {**obj["metadata"], "resourceVersion": resource_version}}
                 self.core.replace_namespaced_config_map(name, ns, body)
         except ApiException as exc:
-            if exc.status == 409:
+            if exc.status in (404, 409):  # deleted or changed since it was read: re-read
                 return False
             raise
         return True
@@ -142,7 +147,7 @@ class Kube:
             "count": 1,
         }
         try:
-            self.writes += 1
+            self._wrote()
             self.core.create_namespaced_event(meta["namespace"], body)
         except ApiException as exc:
             log.warning(

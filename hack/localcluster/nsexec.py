@@ -112,6 +112,16 @@ class Mounter:
         self.volumes.append(os.path.realpath(target))
 
 
+def _same(path: str, fd: int) -> bool:
+    """Whether ``path`` still names the folder ``fd`` was opened on."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    held = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
+
+
 def main(argv: list[str]) -> int:
     with open(argv[1]) as f:
         spec: dict[str, Any] = json.load(f)
@@ -121,10 +131,15 @@ def main(argv: list[str]) -> int:
         # Hold every source open first: a mount over /tmp (an emptyDir at /tmp, say) would
         # otherwise hide sources that live under the host's /tmp from the mounts after it.
         fds = [os.open(m["source"], os.O_PATH) for m in mounts]
+        kept = [(p, os.open(p, os.O_PATH)) for p in spec.get("keep", []) if os.path.isdir(p)]
         for m, fd in zip(mounts, fds, strict=True):
             source = f"/proc/self/fd/{fd}"
             mounter.bind(source, os.path.normpath(m["target"]), bool(m.get("readOnly")))
         for fd in fds:
+            os.close(fd)
+        for path, fd in kept:
+            if not _same(path, fd):  # hidden by a volume mounted over an ancestor
+                mounter.bind(f"/proc/self/fd/{fd}", path, False)
             os.close(fd)
         # The agent's default working folder lives on the host and may now be hidden (an
         # emptyDir over /tmp): then start in "/", as a container without a WORKDIR does.

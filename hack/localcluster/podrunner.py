@@ -164,6 +164,7 @@ class PodWorker(threading.Thread):
             "argv": argv,
             "env": env,
             "scratch": str(scratch),
+            "keep": _kept_paths(self.agent.venv_bin),
         }
         (cdir / "spec.json").write_text(json.dumps(nsspec))
         out = (self.logs / f"{name}.log").open("ab")
@@ -415,3 +416,13 @@ class PodWorker(threading.Thread):
         if prev and prev["status"] == cond["status"] and cond["type"] in old:
             return str(old[cond["type"]].get("lastTransitionTime") or stamp)
         return stamp
+
+
+def _kept_paths(venv_bin: str | None) -> list[str]:
+    """Host folders a container must still see after its volumes are mounted: the project
+    and its venv. An emptyDir at /tmp would otherwise hide a checkout that lives under /tmp
+    (a CI clone), and with it the `certmodel` command the container runs."""
+    if not venv_bin:
+        return []
+    venv = Path(venv_bin).resolve().parent
+    return [str(venv.parent), str(venv)]

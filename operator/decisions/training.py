@@ -284,7 +284,12 @@ def _progress(raw: dict[str, Any] | None) -> Progress | None:
 
 
 def _done_progress(snap: TrainingSnapshot) -> Progress | None:
+    """Full progress at completion; from the manifest's step count if no step was seen (a
+    short run can finish between two looks at its progress file)."""
     progress = _progress(snap.progress) or snap.old_status.progress
+    steps = (snap.version_metrics or {}).get("steps")
+    if progress is None and isinstance(steps, int):
+        progress = Progress(step=steps, total_steps=steps)
     if progress is None:
         return None
     total = progress.total_steps or progress.step

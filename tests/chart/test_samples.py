@@ -106,6 +106,7 @@ def test_trainings_build_on_the_demo_line() -> None:
     for run in (v1, v2):
         assert run.certified_model == "demo" and run.base_model == line.base_model
         assert run.dataset.path == "datasets/demo.jsonl"
-        assert run.hyperparameters.max_steps == 30 and run.promote
+        steps = run.hyperparameters.max_steps  # short: `make demo` trains both on 2 CPU cores
+        assert steps is not None and steps <= 20 and run.promote
     assert v1.hyperparameters != v2.hyperparameters, "v2 must be another recipe (another DNA)"
     assert v1.model_copy(update={"hyperparameters": v2.hyperparameters}) == v2

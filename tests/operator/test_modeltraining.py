@@ -3,9 +3,15 @@ version lands on the volume, the line promotes it; dedupe, failures, restarts.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +85,65 @@ def phase(name: str) -> Any:
     return check
 
 
+@contextlib.contextmanager
+def serving(env: OperatorEnv) -> Iterator[Callable[[], str]]:
+    """`certmodel serve` following the line's pointer ConfigMap; yields ask() -> its DNA."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = (env.log_path.parent / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("certmodel")),
+            "serve",
+            "--root",
+            str(env.store.root),
+            "--pointer-configmap",
+            "chat-pointer",
+            "--namespace",
+            env.namespace,
+            "--kubeconfig",
+            str(env.cluster.kubeconfig),
+            "--port",
+            str(port),
+            "--threads",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+    def ask() -> str:
+        body = json.dumps({"prompt": "Q: what does the store do?\nA:", "max_tokens": 4}).encode()
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/completions",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return str(resp.headers["X-Model-DNA"])
+
+    try:
+        yield ask
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def wait_for_answer(ask: Callable[[], str], dna: str, timeout: float = 60) -> bool:
+    """True once the server answers with ``dna`` (connection errors while it starts are ok)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if ask() == dna:
+                return True
+        except OSError:
+            pass
+        time.sleep(0.3)
+    return False
+
+
 def jobs(env: OperatorEnv) -> list[dict[str, Any]]:
     out = env.cluster.kubectl("get", "jobs", "-n", env.namespace, "-o", "json")
     items: list[dict[str, Any]] = json.loads(out.stdout)["items"]
@@ -114,6 +179,19 @@ def test_train_publish_promote_and_dedupe(env: OperatorEnv) -> None:
     printed = env.cluster.kubectl("get", "mt,cmod", "-n", env.namespace).stdout
     assert "Succeeded" in printed and dna in printed and "8/8 (100%)" in printed
 
+    # An inference server watching the pointer ConfigMap serves it, follows a second
+    # version, then the rollback -- without a restart.
+    with serving(env) as ask:
+        assert wait_for_answer(ask, dna)
+        env.apply(training("v2", seed=2))
+        dna2 = env.wait("modeltrainings", "v2", phase("Succeeded"), timeout=240)["status"]["dna"]
+        env.wait("certifiedmodels", "chat", lambda o: o["status"].get("current") == dna2)
+        assert wait_for_answer(ask, dna2)
+        env.apply(LINE_LATEST.replace("{policy: Latest}", f"{{policy: Manual, current: {dna}}}"))
+        line = env.wait("certifiedmodels", "chat", lambda o: o["status"].get("current") == dna)
+        assert line["status"]["history"][-1]["reason"] == "rollback"
+        assert wait_for_answer(ask, dna)
+
 
 def test_bad_data_fails_the_job_with_the_trainers_message(env: OperatorEnv) -> None:
     bad = env.store.root / "datasets" / "bad.jsonl"
@@ -147,3 +225,23 @@ def test_operator_restarted_mid_training_creates_no_second_job(env: OperatorEnv)
     done = env.wait("modeltrainings", "restart", phase("Succeeded"), timeout=300)
     assert [j["metadata"]["uid"] for j in jobs(env)] == [uid]
     assert done["status"]["progress"]["summary"].startswith("40/40")
+
+
+def test_invalid_trainings_are_rejected_by_the_api_server(env: OperatorEnv) -> None:
+    bad = env.cluster.kubectl(
+        "apply",
+        "-n",
+        env.namespace,
+        "-f",
+        "-",
+        check=False,
+        input=training("bad-spec", data="../../etc/passwd"),
+    )
+    assert bad.returncode != 0
+    assert "spec.dataset.path" in bad.stderr
+    env.apply(training("immutable"))
+    changed = env.cluster.kubectl(
+        "apply", "-n", env.namespace, "-f", "-", check=False, input=training("immutable", seed=99)
+    )
+    assert changed.returncode != 0 and "is part of the recipe and cannot change" in changed.stderr
+    env.cluster.kubectl("delete", "mt", "immutable", "-n", env.namespace, "--wait=false")

@@ -204,3 +204,15 @@ def test_a_succeeded_run_is_left_alone() -> None:
     done = ModelTrainingStatus(phase="Succeeded", dna=DNA, observed_generation=1)
     plan = decide_training(snap(old_status=done, job=None))
     assert plan.status is done and not plan.create_job and plan.events == []
+
+
+def test_a_run_too_short_to_see_still_reports_full_progress() -> None:
+    plan = decide_training(
+        snap(
+            old_status=OURS,
+            version_exists=True,
+            version_metrics={"steps": 8},
+            job=JobFacts(name="j", condition="Complete"),
+        )
+    )
+    assert plan.status.progress is not None and plan.status.progress.summary == "8/8 (100%)"
