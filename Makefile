@@ -56,7 +56,7 @@ test-unit: venv ## the fast unit tests without torch or a cluster (seconds)
 	$(VENV)/bin/pytest tests/unit -m "not torch and not cluster" $(PYTEST_ARGS)
 
 .PHONY: demo
-demo: venv ## set up and run the main job end to end (see README)
+demo: venv kube-bins ## set up and run the main job end to end (see README)
 	$(PYTHON) hack/demo.py
 
 .PHONY: clean
