@@ -140,3 +140,36 @@ spec:
     assert bad.returncode != 0
     assert "spec.promotion.policy" in bad.stderr and "Unsupported value" in bad.stderr
     assert "spec.promotion.current" in bad.stderr
+
+
+def test_a_served_line_is_not_deleted_under_its_pods(operator_env: OperatorEnv) -> None:
+    env = operator_env
+    a = make_version(env.store, seed=1).dna
+    env.apply(line(a))
+    env.wait("certifiedmodels", LINE, ready_on(a))
+    env.apply(f"""
+apiVersion: v1
+kind: Pod
+metadata:
+  name: server
+  labels: {{certmodel.io/model: {LINE}, app.kubernetes.io/component: inference}}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers: [{{name: main, image: ignored, command: [sleep, "300"]}}]
+""")
+    env.cluster.kubectl("delete", "certifiedmodel", LINE, "-n", env.namespace, "--wait=false")
+    held = env.wait("certifiedmodels", LINE, lambda o: "deletionTimestamp" in o["metadata"])
+    time.sleep(3)  # the finalizer's handler ran and refused
+    assert (
+        env.get("certifiedmodels", LINE)["metadata"]["finalizers"] == held["metadata"]["finalizers"]
+    )
+    env.cluster.kubectl("delete", "pod", "server", "-n", env.namespace)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        gone = env.cluster.kubectl("get", "certifiedmodel", LINE, "-n", env.namespace, check=False)
+        if gone.returncode != 0 and "NotFound" in gone.stderr:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"the line was not deleted once unserved:\n{env.log_tail()}")
