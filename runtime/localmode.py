@@ -9,7 +9,7 @@ from __future__ import annotations
 import getpass
 from pathlib import Path
 
-from certmodel.runtime.errors import NotFoundError, RefusedError
+from certmodel.runtime.errors import NotFoundError, RefusedError, VerificationError
 from certmodel.runtime.format import pointer
 from certmodel.runtime.format.manifest import Manifest
 from certmodel.runtime.format.pointer import FilePointer, PointerDocument, PointerTarget
@@ -17,8 +17,11 @@ from certmodel.runtime.format.store import Store
 from certmodel.runtime.format.verify import verify_version
 
 
-def verified_target(store: Store, dna: str) -> PointerTarget:
-    """The pointer target for ``dna`` after a deep verification; refuses a bad version."""
+def verified_target(store: Store, dna: str, *, public_key: Path | None = None) -> PointerTarget:
+    """The pointer target for ``dna`` after a deep verification; refuses a bad version.
+
+    With ``public_key`` the version must also carry a valid signature by that key.
+    """
     path = store.version_path(dna)
     if not path.is_dir():
         raise NotFoundError(f"version {dna} not found under {store.certified_dir}")
@@ -33,13 +36,22 @@ def verified_target(store: Store, dna: str) -> PointerTarget:
                 else ""
             )
         )
+    if public_key is not None:
+        from certmodel.runtime.format.signing import verify_signature
+
+        try:
+            verify_signature(path, public_key)
+        except VerificationError as exc:
+            raise RefusedError(f"refusing {dna}: {exc}") from None
     manifest: Manifest = report.raise_for_problems()
     return PointerTarget.from_manifest(manifest)
 
 
-def promote_local(store: Store, dna: str, *, allow_base_change: bool = False) -> PointerDocument:
-    """Verify ``dna`` and make it CURRENT (a no-op if it already is)."""
-    target = verified_target(store, dna)
+def promote_local(
+    store: Store, dna: str, *, allow_base_change: bool = False, public_key: Path | None = None
+) -> PointerDocument:
+    """Verify ``dna`` (and its signature, given ``public_key``) and make it CURRENT."""
+    target = verified_target(store, dna, public_key=public_key)
     ptr = FilePointer(store.root)
     doc = ptr.read()
     new = pointer.promote(doc, target, by=_who(), allow_base_change=allow_base_change)

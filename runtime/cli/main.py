@@ -18,6 +18,7 @@ from certmodel.runtime.errors import CertmodelError, ExitCode
 
 COMMAND_MODULES = [
     "certmodel.runtime.cli.store_cmd",
+    "certmodel.runtime.cli.sign_cmd",
     "certmodel.runtime.cli.train_cmd",
     "certmodel.runtime.cli.base_cmd",
     "certmodel.runtime.cli.serve_cmd",

@@ -13,6 +13,7 @@ from certmodel.runtime.cli.common import (
     root_parent,
     store_from,
 )
+from certmodel.runtime.cli.sign_cmd import add_public_key_option, signature_problems
 from certmodel.runtime.errors import ExitCode, NotFoundError
 from certmodel.runtime.format.pointer import PointerDocument
 from certmodel.runtime.format.verify import VerifyReport, verify_version
@@ -32,6 +33,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("dna", nargs="?", help="the version to verify")
     target.add_argument("--all", action="store_true", help="verify every version")
+    add_public_key_option(p)
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("promote", parents=read, help="verify a version and make it CURRENT")
@@ -41,6 +43,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="allow a version built on another base model than the current one",
     )
+    add_public_key_option(p)
     p.set_defaults(func=cmd_promote)
 
     p = sub.add_parser("rollback", parents=read, help="return CURRENT to the previous version")
@@ -114,6 +117,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if not path.is_dir():
             raise NotFoundError(f"version {args.dna} not found under {store.certified_dir}")
         reports = [verify_version(path)]
+    if args.public_key is not None:
+        for report in reports:
+            report.problems.extend(signature_problems(report.version_dir, args.public_key))
     if args.json:
         print_json([_report_json(r) for r in reports])
     else:
@@ -130,7 +136,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     store = store_from(args)
-    doc = promote_local(store, args.dna, allow_base_change=args.allow_base_change)
+    doc = promote_local(
+        store, args.dna, allow_base_change=args.allow_base_change, public_key=args.public_key
+    )
     _print_pointer(doc, args.json, verb="CURRENT ->")
     return ExitCode.OK
 

@@ -127,13 +127,15 @@ class Store:
         source_dir: Path,
         metrics: Metrics | Mapping[str, Any] | None = None,
         extra: Mapping[str, Any] | None = None,
+        signing_key: Path | None = None,
     ) -> Manifest:
         """Publish the files in ``source_dir`` as the version of ``recipe``; return its manifest.
 
         ``source_dir`` should be ``staging_path(dna) / "version"`` (same file system, so the
         final rename is atomic); a folder elsewhere is first copied there. If the version
         already exists, nothing is written and the existing manifest is returned: a recipe is
-        published once.
+        published once. With ``signing_key`` (an EC private key file) the version is signed
+        (``certified.sig``, see signing.py) before it appears under ``certified/``.
         """
         dna = compute_dna(recipe)
         kind: Kind = recipe.kind
@@ -159,6 +161,10 @@ class Store:
         )
         atomic_write_bytes(work / MANIFEST_NAME, manifest.to_json())
         faults.point("publish.after-manifest")
+        if signing_key is not None:
+            from certmodel.runtime.format.signing import sign_version
+
+            sign_version(work, signing_key, check=False)
         fsync_tree(work, normalise_modes=True)
         self.certified_dir.mkdir(parents=True, exist_ok=True)
         faults.point("publish.before-rename")

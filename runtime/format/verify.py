@@ -32,6 +32,7 @@ ProblemKind = Literal[
     "content-digest",
     "dna",
     "safetensors",
+    "signature",
 ]
 
 _MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
