@@ -106,14 +106,16 @@ def reconcile_training(ctx: Context, namespace: str, name: str) -> TrainingPlan 
         if body is None or body["metadata"].get("deletionTimestamp"):
             _phases.pop((namespace, name), None)
             return None
-        plan, resolved = _plan_training(ctx, body)
-        _act_training(ctx, body, plan, resolved)
+        snap, plan, resolved = _plan_training(ctx, body)
+        _act_training(ctx, body, snap, plan, resolved)
     if plan.line_changed:
         reconcile_line(ctx, namespace, body["spec"]["certifiedModel"])
     return plan
 
 
-def _plan_training(ctx: Context, body: dict[str, Any]) -> tuple[TrainingPlan, Resolved]:
+def _plan_training(
+    ctx: Context, body: dict[str, Any]
+) -> tuple[TrainingSnapshot, TrainingPlan, Resolved]:
     meta = body["metadata"]
     old = ModelTrainingStatus.model_validate(body.get("status") or {})
     spec = ModelTrainingSpec.model_validate(body["spec"])
@@ -141,15 +143,19 @@ def _plan_training(ctx: Context, body: dict[str, Any]) -> tuple[TrainingPlan, Re
         progress=ctx.volume.progress(dna) if dna else None,
         now=datetime.now(UTC),
     )
-    return decide_training(snap), resolved
+    return snap, decide_training(snap), resolved
 
 
 def _act_training(
-    ctx: Context, body: dict[str, Any], plan: TrainingPlan, resolved: Resolved
+    ctx: Context,
+    body: dict[str, Any],
+    snap: TrainingSnapshot,
+    plan: TrainingPlan,
+    resolved: Resolved,
 ) -> None:
     meta = body["metadata"]
     ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
-    spec = ModelTrainingSpec.model_validate(body["spec"])
+    spec, old = snap.spec, snap.old_status
     dna = plan.status.dna
     if plan.create_job and dna:
         ctx.kube.ensure_config_map(
@@ -168,7 +174,6 @@ def _act_training(
             )
         )
         log.info("%s/%s: %s Job %s", ns, name, "created" if created else "adopted", job_name(dna))
-    old = ModelTrainingStatus.model_validate(body.get("status") or {})
     if plan.status != old:
         ctx.kube.patch_status(TRAININGS, ns, name, _status_patch(plan.status, old))
     for event in plan.events:
