@@ -32,6 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "hack"))
 
+from localcluster import k8s  # noqa: E402
 from localcluster.binaries import find_binaries  # noqa: E402
 from localcluster.controlplane import ControlPlane  # noqa: E402
 
@@ -145,18 +146,14 @@ class Demo:
             "apply",
             "-f",
             "-",
-            input=f"""
-apiVersion: v1
-kind: PersistentVolume
-metadata: {{name: certmodel-demo-models}}
-spec:
-  capacity: {{storage: 50Gi}}
-  accessModes: [ReadWriteMany]
-  persistentVolumeReclaimPolicy: Retain
-  storageClassName: ""
-  hostPath: {{path: {self.models}}}
-  claimRef: {{namespace: {NS}, name: {RELEASE}-models}}
-""",
+            input=k8s.hostpath_volume(
+                self.models,
+                name="certmodel-demo-models",
+                namespace=NS,
+                claim=f"{RELEASE}-models",
+                size="50Gi",
+                with_claim=False,
+            ),
         )
         self.run(self.helm_bin, "install", RELEASE, ROOT / "charts" / "certmodel", "-n", NS)
         self.say("waiting for the operator pod to be Ready …")

@@ -28,3 +28,45 @@ def new_watch() -> Any:
 
     w: Any = watch
     return w.Watch()
+
+
+def hostpath_volume(
+    host: str | Path,
+    *,
+    name: str,
+    namespace: str,
+    claim: str,
+    size: str = "10Gi",
+    access: str = "ReadWriteMany",
+    with_claim: bool = True,
+) -> str:
+    """YAML of a hostPath PersistentVolume reserved for ``namespace/claim`` (and the claim).
+
+    The local control plane has no provisioner: a test or the demo binds a folder here to a
+    claim by pre-creating the PV with a ``claimRef``; the PV binder does the rest.
+    """
+    pv = f"""apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: {name}}}
+spec:
+  capacity: {{storage: {size}}}
+  accessModes: [{access}]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: ""
+  hostPath: {{path: {host}}}
+  claimRef: {{namespace: {namespace}, name: {claim}}}
+"""
+    if not with_claim:
+        return pv
+    return (
+        pv
+        + f"""---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: {claim}, namespace: {namespace}}}
+spec:
+  accessModes: [{access}]
+  storageClassName: ""
+  resources: {{requests: {{storage: {size}}}}}
+"""
+    )

@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from localcluster import k8s
 from localcluster.pytest_plugin import KubeCluster
 
 pytestmark = pytest.mark.cluster
@@ -20,26 +21,16 @@ def test_pvc_on_hostpath_pv_is_a_folder_in_the_pod(
     host.mkdir()
     (host / "weights.txt").write_text("w=42\n")
     pv = f"cptest-{uuid.uuid4().hex[:8]}"
-    manifests = f"""
-apiVersion: v1
-kind: PersistentVolume
-metadata: {{name: {pv}}}
-spec:
-  capacity: {{storage: 1Gi}}
-  accessModes: [ReadWriteOnce]
-  persistentVolumeReclaimPolicy: Retain
-  storageClassName: ""
-  hostPath: {{path: {host}}}
-  claimRef: {{namespace: {kube_namespace}, name: models}}
----
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {{name: models, namespace: {kube_namespace}}}
-spec:
-  accessModes: [ReadWriteOnce]
-  storageClassName: ""
-  resources: {{requests: {{storage: 1Gi}}}}
----
+    manifests = (
+        k8s.hostpath_volume(
+            host,
+            name=pv,
+            namespace=kube_namespace,
+            claim="models",
+            size="1Gi",
+            access="ReadWriteOnce",
+        )
+        + f"""---
 apiVersion: v1
 kind: ConfigMap
 metadata: {{name: cfg, namespace: {kube_namespace}}}
@@ -88,6 +79,7 @@ spec:
     - {{name: scratch, mountPath: /certmodel-scratch}}
     - {{name: info, mountPath: /etc/certmodel-info}}
 """
+    )
     try:
         kube_cluster.kubectl("apply", "-f", "-", input=manifests)
         pod = kube_cluster.wait_pod(

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from localcluster import k8s
 from localcluster.pytest_plugin import KubeCluster
 from opsupport import CLAIM, OperatorEnv
 
@@ -42,26 +43,7 @@ def operator_env(
         "apply",
         "-f",
         "-",
-        input=f"""
-apiVersion: v1
-kind: PersistentVolume
-metadata: {{name: {pv}}}
-spec:
-  capacity: {{storage: 10Gi}}
-  accessModes: [ReadWriteMany]
-  persistentVolumeReclaimPolicy: Retain
-  storageClassName: ""
-  hostPath: {{path: {root}}}
-  claimRef: {{namespace: {kube_namespace}, name: {CLAIM}}}
----
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {{name: {CLAIM}, namespace: {kube_namespace}}}
-spec:
-  accessModes: [ReadWriteMany]
-  storageClassName: ""
-  resources: {{requests: {{storage: 10Gi}}}}
-""",
+        input=k8s.hostpath_volume(root, name=pv, namespace=kube_namespace, claim=CLAIM),
     )
     env = OperatorEnv(kube_cluster, kube_namespace, Store(root), tmp_path / "operator.log")
     env.start_operator()
