@@ -48,8 +48,24 @@ fmt: venv ## format and autofix
 	$(VENV)/bin/ruff check --fix .
 
 .PHONY: test
-test: venv lint check-generated kube-bins ## set up everything and run the whole suite (unit, runtime, control plane)
+test: venv lint check-generated kube-bins browser ## set up everything and run the whole suite (unit, runtime, control plane)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: test-faults
+test-faults: venv kube-bins browser ## the reliability scenarios (faults, bad input, signing, security); writes docs/reliability.md
+	$(VENV)/bin/pytest -m reliability --reliability-report docs/reliability.md $(PYTEST_ARGS)
+
+# Debian's Chromium for the console's browser test (never a test tool's own browser download).
+CHROMIUM ?= /usr/bin/chromium
+.PHONY: browser
+browser: ## install Debian's chromium for the console's browser test (needs root and apt)
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+	  echo "installing Debian's chromium for the browser test"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -q chromium >/dev/null || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
+	  else sudo apt-get install -y -q chromium >/dev/null; fi; \
+	fi
+	@test -x "$(CHROMIUM)" || { echo "FAILED: $(CHROMIUM) is missing; the console test needs it" >&2; exit 1; }
 
 .PHONY: test-unit
 test-unit: venv ## the fast unit tests without torch or a cluster (seconds)

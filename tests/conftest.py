@@ -8,7 +8,7 @@ import pytest
 
 from certmodel.runtime.format.store import Store
 
-pytest_plugins = ["localcluster.pytest_plugin"]
+pytest_plugins = ["localcluster.pytest_plugin", "reliability"]
 
 
 @pytest.fixture
