@@ -86,7 +86,8 @@ class OperatorEnv:
         )
         return [tuple(line.split("=", 1)) for line in out.stdout.split()]  # type: ignore[misc]
 
-    def start_operator(self) -> None:
+    def start_operator(self, *extra_args: str) -> None:
+        """Start the operator on this namespace; ``extra_args`` are more command-line flags."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         exe = Path(sys.executable).with_name("certmodel-operator")
@@ -110,6 +111,7 @@ class OperatorEnv:
                 "--health-port",
                 "0",
                 "--standalone",
+                *extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
