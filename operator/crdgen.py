@@ -96,13 +96,17 @@ def build_crd(kind: KindDef) -> dict[str, Any]:
     spec = structural_schema(kind.spec)
     if info.spec_validations:
         spec["x-kubernetes-validations"] = info.spec_validations
+    metadata: dict[str, Any] = {"type": "object"}
+    if info.max_name_length:
+        # A structural schema may restrict metadata.name (and nothing else in metadata).
+        metadata["properties"] = {"name": {"type": "string", "maxLength": info.max_name_length}}
     schema = {
         "type": "object",
         "required": ["spec"],
         "properties": {
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
-            "metadata": {"type": "object"},
+            "metadata": metadata,
             "spec": spec,
             "status": structural_schema(kind.status),
         },

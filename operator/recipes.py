@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from certmodel.operator.api.modeltraining import ModelTrainingSpec
 from certmodel.operator.decisions.manifests import MODELS_MOUNT
 from certmodel.operator.reconcile import Resolved, Resolver
-from certmodel.runtime.errors import CertmodelError, NotFoundError
+from certmodel.runtime.errors import CertmodelError, NotFoundError, UsageError
 from certmodel.runtime.training.config import TrainConfig, parse_config
 from certmodel.runtime.training.plan import plan_training
 
@@ -46,11 +46,19 @@ def train_config(spec: ModelTrainingSpec, *, root: str) -> TrainConfig:
     )
 
 
+OUTSIDE_VOLUME = "PathOutsideVolume"
+"""Status reason of a spec whose dataset or base model path leaves the models volume."""
+
+
 def make_resolver(volume_root: Path, *, pod_root: str = MODELS_MOUNT) -> Resolver:
     """A resolver that plans against ``volume_root`` (the operator's mount of the volume)."""
     cache: dict[str, tuple[tuple[tuple[str, int, int], ...], Resolved]] = {}
 
     def resolve(spec: ModelTrainingSpec) -> Resolved:
+        try:
+            check_confined(volume_root, spec)  # first, and every time: links can change
+        except CertmodelError as exc:
+            return Resolved(None, "", (OUTSIDE_VOLUME, str(exc)))
         key = spec.model_dump_json()
         stamp = _stamp(volume_root, spec)
         hit = cache.get(key)
@@ -68,6 +76,34 @@ def make_resolver(volume_root: Path, *, pod_root: str = MODELS_MOUNT) -> Resolve
         return result
 
     return resolve
+
+
+def confined(root: Path, rel: str, *, field: str) -> Path:
+    """``root/rel`` with symlinks resolved; :class:`UsageError` naming ``field`` if it leaves
+    ``root``.
+
+    The CRD schema refuses absolute paths and '..' segments already; this is the check that a
+    schema cannot make: a symlink on the volume that points outside it (``/etc/passwd``, the
+    operator's service-account token) must not become training data or a base model. The
+    message names the spec field and the path as written, never what the link points at.
+    """
+    parts = PurePosixPath(rel).parts
+    if not rel or rel.startswith("/") or ".." in parts:
+        raise UsageError(f"{field}: {rel!r} must be a relative path inside the models volume")
+    real_root = root.resolve()
+    target = (root / rel).resolve()
+    if target == real_root or not target.is_relative_to(real_root):
+        raise UsageError(
+            f"{field}: {rel!r} resolves outside the models volume (through a symbolic link);"
+            " refused"
+        )
+    return target
+
+
+def check_confined(root: Path, spec: ModelTrainingSpec) -> None:
+    """Every path a training spec names stays inside the models volume ``root``."""
+    confined(root, spec.dataset.path, field="spec.dataset.path")
+    confined(root, f"base_models/{spec.base_model}", field="spec.baseModel")
 
 
 def _stamp(root: Path, spec: ModelTrainingSpec) -> tuple[tuple[str, int, int], ...]:

@@ -66,3 +66,8 @@ class CrdInfo(BaseModel):
     categories: list[str] = Field(default_factory=lambda: ["certmodel"])
     columns: list[PrinterColumn]
     spec_validations: list[dict[str, str]] = Field(default_factory=list)
+    max_name_length: int | None = Field(
+        default=63,
+        description="Limit on metadata.name beyond the API server's own 253: the operator"
+        " puts an object's name into label values, which hold at most 63 characters.",
+    )

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from certmodel.operator.api.base import ApiModel, Condition, CrdInfo, PrinterColumn, StatusModel
-from certmodel.operator.api.modeltraining import DNS_LABEL
+from certmodel.operator.api.modeltraining import DNS_LABEL, LABEL_KEYS, LabelValue
 
 DNA_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?-[a-z0-9]+(-merged)?-[0-9a-f]{12}$"
 
@@ -65,8 +65,10 @@ class CertifiedModelSpec(ApiModel):
     )
     promotion: Promotion = Field(default_factory=Promotion, json_schema_extra={"default": {}})
     canary: Canary | None = None
-    serving_selector: dict[str, str] | None = Field(
+    serving_selector: dict[str, LabelValue] | None = Field(
         default=None,
+        max_length=64,
+        json_schema_extra=LABEL_KEYS,
         description="Labels of the inference pods that follow this line's pointer (for the"
         " serving-convergence report; default: certmodel.io/model=<name>).",
     )

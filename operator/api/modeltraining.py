@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 from pydantic.config import JsonDict
@@ -23,6 +23,21 @@ NO_DOTDOT: JsonDict = {
     "rule": "!self.split('/').exists(s, s == '..')",
     "message": "must stay inside the models volume (no '..' segments)",
 }
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE)]
+LABEL_KEYS: JsonDict = {
+    "x-kubernetes-validations": [
+        {
+            "rule": "self.all(k, size(k) <= 317 && k.matches("
+            "'^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+            "[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))",
+            "message": "keys must be label keys ([prefix/]name, name at most 63 characters)",
+        }
+    ]
+}
+"""Label maps (node selectors, pod selectors): Kubernetes' own key and value rules, so that a
+bad selector is refused on apply rather than when the operator creates a Job from it."""
+IMAGE_REF = r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$"
 
 
 class Dataset(ApiModel):
@@ -40,7 +55,12 @@ class Dataset(ApiModel):
         description="jsonl: one JSON object a line ('text', or 'prompt' + 'completion');"
         " text: plain text; auto: by file suffix.",
     )
-    text_field: str = Field(default="text", min_length=1, max_length=128)
+    text_field: str = Field(
+        default="text",
+        min_length=1,
+        max_length=128,
+        description="The JSON field holding the text (jsonl).",
+    )
 
 
 class LoraMethod(ApiModel):
@@ -50,7 +70,10 @@ class LoraMethod(ApiModel):
     r: int = Field(default=8, ge=1, le=1024, description="LoRA rank.")
     alpha: float = Field(default=16.0, gt=0, le=4096, description="Scale numerator (alpha / r).")
     dropout: float = Field(default=0.05, ge=0, lt=1)
-    target_modules: list[str] | None = Field(
+    target_modules: (
+        list[Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.]+$")]]
+        | None
+    ) = Field(
         default=None,
         max_length=64,
         description="Module name suffixes to adapt; default: the architecture's projections.",
@@ -88,20 +111,22 @@ class Output(ApiModel):
 class Toleration(ApiModel):
     """A pod toleration (subset of core/v1 Toleration)."""
 
-    key: str | None = None
+    key: str | None = Field(default=None, max_length=317)
     operator: Literal["Exists", "Equal"] | None = None
-    value: str | None = None
+    value: LabelValue | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    toleration_seconds: int | None = None
+    toleration_seconds: int | None = Field(default=None, ge=0, le=2**31 - 1)
 
 
 class Resources(ApiModel):
     """What the training pod asks for."""
 
     gpus: int = Field(default=0, ge=0, le=64, description="nvidia.com/gpu; >1 runs torchrun.")
-    cpu: str = Field(default="2", pattern=r"^[0-9]+(\.[0-9]+|m)?$")
-    memory: str = Field(default="8Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti|K|M|G|T)?$")
-    node_selector: dict[str, str] | None = None
+    cpu: str = Field(default="2", max_length=32, pattern=r"^[0-9]+(\.[0-9]+|m)?$")
+    memory: str = Field(default="8Gi", max_length=32, pattern=r"^[0-9]+(Ki|Mi|Gi|Ti|K|M|G|T)?$")
+    node_selector: dict[str, LabelValue] | None = Field(
+        default=None, max_length=64, json_schema_extra=LABEL_KEYS
+    )
     tolerations: list[Toleration] | None = Field(default=None, max_length=32)
 
 
@@ -148,7 +173,10 @@ class ModelTrainingSpec(ApiModel):
         default=False, description="Ask the CertifiedModel to make this version current."
     )
     image: str | None = Field(
-        default=None, max_length=512, description="Runtime image override for the Job."
+        default=None,
+        max_length=512,
+        pattern=IMAGE_REF,
+        description="Runtime image override for the Job.",
     )
 
 

@@ -100,7 +100,9 @@ def publish_adapter(
 
     recipe = recipe_for(store, base, seed=seed)
     work = _work_dir(store, recipe)
-    model = AutoModelForCausalLM.from_pretrained(store.base_model_path(base), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        store.base_model_path(base), dtype=torch.float32, use_safetensors=True
+    )
     torch.manual_seed(seed)
     peft_model = get_peft_model(model, _lora_config(LoraConfig, init=False))
     with torch.no_grad():
@@ -120,7 +122,9 @@ def publish_merged(store: Store, base: str = "tiny-llama", *, seed: int) -> Mani
 
     recipe = recipe_for(store, base, seed=seed, kind="merged")
     work = _work_dir(store, recipe)
-    model = AutoModelForCausalLM.from_pretrained(store.base_model_path(base), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        store.base_model_path(base), dtype=torch.float32, use_safetensors=True
+    )
     torch.manual_seed(seed)
     merged = get_peft_model(model, _lora_config(LoraConfig, init=False)).merge_and_unload()
     merged.save_pretrained(work / "model", safe_serialization=True)
