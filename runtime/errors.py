@@ -7,6 +7,7 @@ Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
 from enum import IntEnum
 
 
@@ -60,3 +61,39 @@ class ConflictError(CertmodelError):
     """A concurrent writer won a compare-and-swap; the caller may re-read and retry."""
 
     exit_code = ExitCode.CONFLICT
+
+
+class NoSpaceError(CertmodelError):
+    """The volume is full (or the user's quota is spent): free space and retry.
+
+    Exit code 1, so a training Job retries (and resumes from its checkpoint) rather than
+    failing at once as it does for bad input.
+    """
+
+    exit_code = ExitCode.FAILED
+
+
+_NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_NO_SPACE_TEXTS = (f"os error {errno.ENOSPC})", f"os error {errno.EDQUOT})")  # Rust io::Error
+
+
+def no_space_error(exc: BaseException) -> NoSpaceError | None:
+    """``exc`` (or what caused it) as a :class:`NoSpaceError` when it says the disk is full.
+
+    An ``OSError`` carries the errno; libraries in Rust (safetensors) raise their own type whose
+    text ends in ``(os error 28)``. Anything else gives None: it is not a full disk.
+    """
+    seen: BaseException | None = exc
+    for _ in range(8):  # the exception, then what caused it
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno in _NO_SPACE_ERRNOS:
+            where = f" writing {seen.filename}" if seen.filename else ""
+            return NoSpaceError(f"no space left on the device{where}: {_ADVICE}")
+        if any(text in str(seen) for text in _NO_SPACE_TEXTS):
+            return NoSpaceError(f"no space left on the device ({seen}): {_ADVICE}")
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+_ADVICE = "free space on the volume (or grow it) and run the command again"

@@ -2,17 +2,26 @@
 
 Production code calls :func:`point` at the steps where a crash matters (between writing a
 version's files and renaming it into place, say). With the variable unset this is a dictionary
-lookup and nothing else. The fault tests set ``CERTMODEL_FAULTS=publish.before-rename`` to raise
-:class:`InjectedFault` there, or ``publish.before-rename:kill`` to SIGKILL the process -- a real
-crash, as a killed pod would see it.
+lookup and nothing else. The variable holds comma-separated ``name[:action]`` items:
+
+- ``publish.before-rename`` (no action, or ``:raise``) raises :class:`InjectedFault` there;
+- ``publish.before-rename:kill`` SIGKILLs the process -- a real crash, as a killed pod would
+  see it;
+- ``publish.before-rename:hang`` prints one line to stderr (``certmodel: fault point NAME
+  reached in pid N: hanging``) and blocks the calling thread until the process is killed, so
+  a test can look at the state mid-operation and then kill the process from outside, as the
+  kubelet or the OOM killer would.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
+import threading
 
 ENV = "CERTMODEL_FAULTS"
+HANG_MESSAGE = "certmodel: fault point {name} reached in pid {pid}: hanging"
 
 
 class InjectedFault(RuntimeError):  # noqa: N818 -- reads as what happened
@@ -20,7 +29,7 @@ class InjectedFault(RuntimeError):  # noqa: N818 -- reads as what happened
 
 
 def point(name: str) -> None:
-    """Crash here if the fault ``name`` is switched on."""
+    """Crash (or hang) here if the fault ``name`` is switched on."""
     spec = os.environ.get(ENV)
     if not spec:
         return
@@ -30,4 +39,9 @@ def point(name: str) -> None:
             continue
         if action == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
+        if action == "hang":
+            print(HANG_MESSAGE.format(name=name, pid=os.getpid()), file=sys.stderr, flush=True)
+            threading.Event().wait()  # until killed; a daemon thread dies with its process
+        if action not in ("", "raise"):
+            raise InjectedFault(f"injected fault at {name} (unknown action {action!r})")
         raise InjectedFault(f"injected fault at {name}")

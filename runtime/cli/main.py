@@ -2,8 +2,8 @@
 
 Sub-commands live in small modules that each expose ``register(subparsers)``; heavy imports
 (torch, transformers) happen inside their handlers, so read commands stay fast and torch-free.
-A :class:`CertmodelError` becomes one line on stderr and its exit code; anything else is a bug
-and keeps its traceback.
+A :class:`CertmodelError` -- or a full disk -- becomes one line on stderr and its exit code;
+anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from certmodel import __version__
-from certmodel.runtime.errors import CertmodelError, ExitCode
+from certmodel.runtime.errors import CertmodelError, ExitCode, no_space_error
 
 COMMAND_MODULES = [
     "certmodel.runtime.cli.store_cmd",
@@ -52,6 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return int(ExitCode.OK)
+    except Exception as exc:
+        if (full := no_space_error(exc)) is None:
+            raise
+        print(f"certmodel: error: {full}", file=sys.stderr)  # a full disk is no bug
+        return int(full.exit_code)
 
 
 if __name__ == "__main__":

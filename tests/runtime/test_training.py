@@ -123,6 +123,12 @@ def test_merged_model_equals_base_plus_adapter(
     assert (merged_out - adapter_out).abs().max() < 1e-4
 
 
+@pytest.mark.reliability(
+    "faults",
+    "Training fails right after a checkpoint (in-process fault point `train.after-checkpoint`)",
+    "the rerun resumes at step 6 from the step-5 checkpoint and ends with the bit-for-bit same"
+    " adapter and content digest as an uninterrupted run; .staging cleaned",
+)
 def test_killed_run_resumes_from_its_checkpoint(
     trained: Any,
     tiny_model_dir: Path,

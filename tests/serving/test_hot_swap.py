@@ -105,6 +105,12 @@ def test_swaps_and_rollbacks_under_load_never_fail_nor_mix(harness: Harness) -> 
     assert {body["dna"] for _, body, _ in results} >= set(moves) - {moves[0]}
 
 
+@pytest.mark.reliability(
+    "faults",
+    "A version's weights corrupted after certification, then CURRENT moved onto it",
+    "refused as `corrupt` naming the file (/v1/status, metric); still ready and serving the old"
+    " version",
+)
 def test_corrupt_target_is_refused_and_serving_continues(harness: Harness) -> None:
     a, b, _ = harness.line.adapters
     _, client = harness.start()
@@ -135,6 +141,12 @@ def test_corrupt_target_is_refused_and_serving_continues(harness: Harness) -> No
         ("base-pin", "wrong-base"),
         ("base-changed", "wrong-base"),
     ],
+)
+@pytest.mark.reliability(
+    "faults",
+    "CURRENT moved onto a missing version, a wrong content digest, another base model, or an"
+    " adapter whose base model changed on disk",
+    "each refused with its own code; the old version keeps answering",
 )
 def test_bad_targets_are_refused(harness: Harness, case: str, code: str) -> None:
     a = harness.line.adapters[0]
@@ -202,6 +214,11 @@ def test_openai_surface(harness: Harness) -> None:
     assert client.get("/nope")[0] == 404
 
 
+@pytest.mark.reliability(
+    "faults",
+    "The CURRENT file garbled (not JSON) under a running server",
+    "reported as pointer_error in /v1/status; the live version keeps answering",
+)
 def test_pointer_file_that_does_not_parse_is_reported(harness: Harness) -> None:
     a = harness.line.adapters[0]
     _, client = harness.start()

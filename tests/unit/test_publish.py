@@ -56,6 +56,11 @@ def test_publishing_the_same_recipe_twice_returns_the_first(store: Store) -> Non
 
 
 @pytest.mark.parametrize("step", ["publish.after-manifest", "publish.before-rename"])
+@pytest.mark.reliability(
+    "faults",
+    "Publication fails (in-process fault point) after writing the manifest or before the rename",
+    "nothing is visible (every listed version verifies); publishing again completes the version",
+)
 def test_a_crash_before_the_rename_leaves_nothing_visible(
     store: Store, monkeypatch: pytest.MonkeyPatch, step: str
 ) -> None:
@@ -71,6 +76,11 @@ def test_a_crash_before_the_rename_leaves_nothing_visible(
     assert visible_versions(store) == [manifest.dna]
 
 
+@pytest.mark.reliability(
+    "faults",
+    "Publication fails (in-process fault point) right after the rename into certified/",
+    "the version is visible only complete: it verifies",
+)
 def test_a_crash_after_the_rename_leaves_a_complete_version(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -82,6 +92,12 @@ def test_a_crash_after_the_rename_leaves_a_complete_version(
 
 
 @pytest.mark.parametrize("failing", ["fsync_tree", "fsync_dir", "atomic_write_bytes"])
+@pytest.mark.reliability(
+    "faults",
+    "An I/O error (ENOSPC, raised by a replaced fsync/write helper) at each durability step of"
+    " publication",
+    "nothing partial is visible: nothing before the rename, a complete version after it",
+)
 def test_an_io_error_at_any_durability_step_leaves_nothing_partial(
     store: Store, monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
@@ -98,6 +114,12 @@ def test_an_io_error_at_any_durability_step_leaves_nothing_partial(
     assert visible_versions(store) == expected
 
 
+@pytest.mark.reliability(
+    "faults",
+    "A publishing process SIGKILLs itself between writing and renaming"
+    " (`publish.before-rename:kill`)",
+    "no version is visible; a rerun publishes one that verifies",
+)
 def test_a_killed_process_leaves_nothing_and_a_rerun_publishes(store: Store) -> None:
     """A real SIGKILL between writing and renaming, as a killed pod would see it."""
     script = (
