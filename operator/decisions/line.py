@@ -27,6 +27,7 @@ from certmodel.runtime.format.pointer import PointerDocument, PointerTarget
 
 STATUS_HISTORY = 20
 REFUSAL_REASONS = frozenset({"TargetMissing", "TargetCorrupt", "TargetWrongBase", "TargetUnsigned"})
+NO_PUBLIC_KEY = "no public key configured for signature checks (operator flag --public-key)"
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class VersionFacts:
     train_loss: float | None = None
     content_digest: str | None = None
     signed: bool | None = None
+    """True only for a signature verified with the operator's public key; None: not checked."""
+    signature_problem: str = ""
+    """Why ``signed`` is not True: missing, invalid (what failed), or why it was not checked."""
     training: str | None = None
     promote_requested: bool = False
 
@@ -120,22 +124,10 @@ def choose_target(spec: CertifiedModelSpec, versions: Sequence[VersionFacts]) ->
     """The version spec asks for, or why it cannot be served."""
     by_dna = {v.dna: v for v in versions}
     if spec.promotion.policy == "Latest":
-        gates = spec.promotion.gates
-        candidates = [
-            v
-            for v in versions
-            if v.promote_requested
-            and v.verified
-            and v.base_model == spec.base_model
-            and (
-                gates.max_eval_loss is None
-                or (v.eval_loss is not None and v.eval_loss <= gates.max_eval_loss)
-            )
-            and (not gates.require_signature or v.signed)
-        ]
+        candidates = [v for v in versions if _passes_gates(v, spec, signature=True)]
         if not candidates:
-            return _Choice(None)
-        best = max(candidates, key=lambda v: (v.created or datetime.min, v.dna))
+            return _unsigned_latest(spec, versions)
+        best = max(candidates, key=_newest)
         return _Choice(best.dna, facts=best)
     dna = spec.promotion.current
     if dna is None:
@@ -157,8 +149,45 @@ def choose_target(spec: CertifiedModelSpec, versions: Sequence[VersionFacts]) ->
             ),
         )
     if spec.promotion.gates.require_signature and not facts.signed:
-        return _Choice(dna, ("TargetUnsigned", f"version {dna} has no valid signature"))
+        return _Choice(dna, _unsigned(facts))
     return _Choice(dna, facts=facts)
+
+
+def _passes_gates(v: VersionFacts, spec: CertifiedModelSpec, *, signature: bool) -> bool:
+    """May the Latest policy promote ``v``? (``signature=False``: all gates but that one.)"""
+    gates = spec.promotion.gates
+    return (
+        v.promote_requested
+        and v.verified
+        and v.base_model == spec.base_model
+        and (
+            gates.max_eval_loss is None
+            or (v.eval_loss is not None and v.eval_loss <= gates.max_eval_loss)
+        )
+        and (not signature or not gates.require_signature or bool(v.signed))
+    )
+
+
+def _newest(v: VersionFacts) -> tuple[datetime, str]:
+    return (v.created or datetime.min, v.dna)
+
+
+def _unsigned(facts: VersionFacts) -> tuple[str, str]:
+    why = facts.signature_problem or NO_PUBLIC_KEY
+    return "TargetUnsigned", f"version {facts.dna} has no valid signature: {why}"
+
+
+def _unsigned_latest(spec: CertifiedModelSpec, versions: Sequence[VersionFacts]) -> _Choice:
+    """Latest found nothing: when the signature gate alone holds back the newest version that
+    would pass, say so (a refusal), rather than wait silently for a version that may never
+    come; otherwise there is simply no target yet."""
+    if not spec.promotion.gates.require_signature:
+        return _Choice(None)
+    held = [v for v in versions if _passes_gates(v, spec, signature=False)]
+    if not held:
+        return _Choice(None)
+    newest = max(held, key=_newest)
+    return _Choice(newest.dna, _unsigned(newest))
 
 
 def next_document(
@@ -186,7 +215,18 @@ def decide_line(snap: LineSnapshot) -> LinePlan:
     new_doc: PointerDocument | None = None
     if choice.facts is not None and choice.refusal is None:
         target = choice.facts.target()
-        if doc.target != target or snap.pointer.error or not snap.pointer.exists:
+        bogus = _bogus_target(doc, snap.versions)
+        if bogus:
+            new_doc = _restore(doc, target, now=now)
+            events.append(
+                Event(
+                    "Warning",
+                    "PointerRestored",
+                    f"pointer ConfigMap named {doc.dna}, which this line cannot serve ({bogus});"
+                    f" restored CURRENT to {target.dna} (revision {new_doc.revision})",
+                )
+            )
+        elif doc.target != target or snap.pointer.error or not snap.pointer.exists:
             new_doc = next_document(doc, target, now=now, by="certmodel-operator")
             if new_doc == doc:  # unreadable or missing ConfigMap holding the same target
                 new_doc = doc.model_copy(update={"revision": doc.revision + 1})
@@ -196,6 +236,31 @@ def decide_line(snap: LineSnapshot) -> LinePlan:
     if choice.refusal and _reason(snap.old_status) != choice.refusal[0]:
         events.append(Event("Warning", choice.refusal[0], _refusal_message(choice, live)))
     return LinePlan(pointer=new_doc, status=status, events=events)
+
+
+def _bogus_target(doc: PointerDocument, versions: Sequence[VersionFacts]) -> str:
+    """Why the pointer's target is nothing the operator would have written, or "": a version
+    that does not exist, or target fields that are not its manifest's. Only a hand edit of the
+    ConfigMap (or a version deleted under it) gets there."""
+    if doc.target is None:
+        return ""
+    dna = doc.target.dna
+    facts = next((v for v in versions if v.dna == dna), None)
+    if facts is None or not facts.exists:
+        return f"version {dna} does not exist on the models volume"
+    if facts.kind and facts.base_model and facts.content_digest and facts.target() != doc.target:
+        return f"its path, kind, base model or digest differ from version {dna}'s manifest"
+    return ""
+
+
+def _restore(doc: PointerDocument, target: PointerTarget, *, now: datetime) -> PointerDocument:
+    """Move off a bogus target: it is not kept as 'previous' (a rollback must never return to
+    it), and the history still says where CURRENT was moved from."""
+    moved = next_document(
+        doc.model_copy(update={"target": None}), target, now=now, by="certmodel-operator"
+    )
+    last = moved.history[-1].model_copy(update={"from_dna": doc.dna})
+    return moved.model_copy(update={"history": [*moved.history[:-1], last]})
 
 
 def _move_event(old: PointerDocument, new: PointerDocument, state: PointerState) -> Event:

@@ -15,6 +15,9 @@ MANAGED_BY = "certmodel-operator"
 CONFIG_MOUNT = "/etc/certmodel"
 CONFIG_FILE = "train.json"
 MODELS_MOUNT = "/models"
+SIGNING_MOUNT = "/var/run/certmodel/signing"
+SIGNING_KEY_FILE = "private.pem"
+"""The key of the signing Secret that holds the EC private key (PEM)."""
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,8 @@ class OperatorConfig:
     models_claim: str = "certmodel-models"
     models_root: str = MODELS_MOUNT
     """Where the operator itself sees the models volume (it mounts it read-only)."""
+    signing_key_secret: str | None = None
+    """Secret (key ``private.pem``) that training Jobs mount to sign what they publish."""
 
 
 def owner_reference(kind: str, name: str, uid: str) -> dict[str, Any]:
@@ -116,6 +121,28 @@ def training_job(
             "--config",
             f"{CONFIG_MOUNT}/{CONFIG_FILE}",
         ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "models", "mountPath": MODELS_MOUNT},
+        {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    volumes: list[dict[str, Any]] = [
+        {"name": "models", "persistentVolumeClaim": {"claimName": config.models_claim}},
+        {"name": "config", "configMap": {"name": job_name(dna)}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    if config.signing_key_secret:
+        # The key reaches the pod only as a file: the operator never reads the Secret, and
+        # the trainer's token is not mounted. A Secret without private.pem fails the run
+        # with the trainer's "signing key ...: No such file" (bad input, no retries).
+        train += ["--signing-key", f"{SIGNING_MOUNT}/{SIGNING_KEY_FILE}"]
+        mounts.append({"name": "signing-key", "mountPath": SIGNING_MOUNT, "readOnly": True})
+        volumes.append(
+            {
+                "name": "signing-key",
+                "secret": {"secretName": config.signing_key_secret, "defaultMode": 0o400},
+            }
+        )
     pod_labels = labels(component="training", model=spec.certified_model, training=name, dna=dna)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
@@ -135,18 +162,10 @@ def training_job(
                 "resources": {"requests": requests, "limits": limits},
                 "securityContext": RESTRICTED_CONTAINER,
                 "terminationMessagePolicy": "FallbackToLogsOnError",
-                "volumeMounts": [
-                    {"name": "models", "mountPath": MODELS_MOUNT},
-                    {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
-                    {"name": "tmp", "mountPath": "/tmp"},
-                ],
+                "volumeMounts": mounts,
             }
         ],
-        "volumes": [
-            {"name": "models", "persistentVolumeClaim": {"claimName": config.models_claim}},
-            {"name": "config", "configMap": {"name": job_name(dna)}},
-            {"name": "tmp", "emptyDir": {}},
-        ],
+        "volumes": volumes,
     }
     if res.node_selector:
         pod_spec["nodeSelector"] = dict(res.node_selector)

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import threading
+from pathlib import Path
 from typing import Any
 
 from certmodel.runtime.cli.common import root_parent, store_from
@@ -38,6 +39,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="the name clients use for the live version (DNAs work too)",
     )
     model.add_argument("--base-model", help="refuse versions built on another base model")
+    model.add_argument(
+        "--public-key",
+        type=Path,
+        metavar="PUB.pem",
+        help="check signatures (certified.sig) with this EC public key before loading; a bad"
+        " signature is refused like a corrupt version",
+    )
+    model.add_argument(
+        "--require-signature",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="refuse unsigned versions (default: on when --public-key is given)",
+    )
     model.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     model.add_argument("--dtype", default="auto",
                        choices=["auto", "float32", "bfloat16", "float16"])  # fmt: skip
@@ -76,9 +90,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from certmodel.runtime.serving.service import ServeConfig, ServingService
 
     store = store_from(args)
+    require = args.require_signature
+    if require is None:
+        require = args.public_key is not None
+    if args.public_key is not None:
+        from certmodel.runtime.format.signing import check_key
+
+        check_key(args.public_key, private=False)  # a bad key fails now, not at the first load
     config = ServeConfig(
         root=store.root, host=args.host, port=args.port, served_name=args.served_model_name,
-        base_model=args.base_model, device=args.device, dtype=args.dtype, threads=args.threads,
+        base_model=args.base_model, public_key=args.public_key, require_signature=require,
+        device=args.device, dtype=args.dtype, threads=args.threads,
         keep=args.keep, grace_s=args.grace_period, max_queue=args.max_queue,
         limits=Limits(default_max_tokens=args.default_max_tokens, max_tokens=args.max_tokens,
                       request_timeout_s=args.request_timeout),

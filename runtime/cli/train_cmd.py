@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from certmodel.runtime.cli.common import json_parent, print_json, root_parent
-from certmodel.runtime.errors import CertmodelError, ExitCode
+from certmodel.runtime.errors import CertmodelError, ExitCode, no_space_error
 from certmodel.runtime.format.store import default_root
 
 
@@ -47,6 +47,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="progress on stderr: auto = bar on a terminal, JSON lines otherwise",
     )
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument(
+        "--signing-key",
+        type=Path,
+        metavar="PRIVATE.pem",
+        help="sign the version at publication with this EC private key (not part of the DNA)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the DNA and recipe, train nothing")
     p.set_defaults(func=cmd_train)
 
@@ -113,6 +119,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         "checkpoint_every": args.checkpoint_every,
         "progress": args.progress,
         "device": args.device,
+        "signing_key": str(args.signing_key) if args.signing_key is not None else None,
     }
 
 
@@ -135,7 +142,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         write_termination_message(failure_message(str(exc)))
         raise
     except Exception as exc:
-        write_termination_message(failure_message(f"{type(exc).__name__}: {exc}"))
+        full = no_space_error(exc)  # the Job's message says what to do, as main() prints it
+        write_termination_message(failure_message(str(full or f"{type(exc).__name__}: {exc}")))
         raise
 
 

@@ -118,6 +118,32 @@ def verify_signature(version_dir: Path, public_key_path: Path) -> None:
         raise VerificationError(f"{sig}: does not cover {MANIFEST_NAME}")
 
 
+def check_key(path: Path, *, private: bool) -> None:
+    """Fail early, with :class:`UsageError`, on a key file that cannot sign (``private``) or
+    verify: missing, unreadable, not PEM, not an EC key, or (private) protected by a password.
+    Trainers check before training and servers at startup, rather than at the first use."""
+    what = "private key" if private else "public key"
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the {what} file ({exc.strerror or exc})") from None
+    _model_signing()  # the package is needed to use the key at all: say so now
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import (
+        load_pem_private_key,
+        load_pem_public_key,
+    )
+
+    try:
+        key = load_pem_private_key(data, password=None) if private else load_pem_public_key(data)
+    except (ValueError, TypeError) as exc:
+        detail = " without a password" if private else ""
+        raise UsageError(f"{path}: not a PEM {what}{detail} ({_one_line(exc)})") from None
+    expected = ec.EllipticCurvePrivateKey if private else ec.EllipticCurvePublicKey
+    if not isinstance(key, expected):
+        raise UsageError(f"{path}: not an EC {what} (use P-256)")
+
+
 def _readable(path: Path, what: str) -> Path:
     if not path.is_file():
         raise UsageError(f"{path}: {what} file not found")

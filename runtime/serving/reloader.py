@@ -5,10 +5,11 @@ or an unload. Pointer documents from the source are *coalesced*: if the pointer 
 times while a load runs, the next load goes straight to the latest target -- intermediate
 versions that would be live for no one are skipped.
 
-A target that is missing, corrupt, replaced after promotion, built on the wrong base, or that
-fails to load or warm up is *refused*: the live version keeps serving, and the refusal goes to
-the log, the ``certmodel_refused_targets_total`` metric and ``/v1/status``. A ``missing``
-target is retried every ``retry_missing_s`` (a shared volume may show a new version late).
+A target that is missing, corrupt, replaced after promotion, built on the wrong base, unsigned
+or badly signed (with ``public_key``), or that fails to load or warm up is *refused*: the live
+version keeps serving, and the refusal goes to the log, the ``certmodel_refused_targets_total``
+metric and ``/v1/status``. A ``missing`` target is retried every ``retry_missing_s`` (a shared
+volume may show a new version late).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 import threading
 import time
 from functools import partial
+from pathlib import Path
 
 from certmodel.runtime.format.pointer import PointerDocument, PointerTarget
 from certmodel.runtime.format.store import Store
@@ -45,12 +47,16 @@ class Reloader:
         board: StatusBoard,
         metrics: ServingMetrics,
         base_model: str | None = None,
+        public_key: Path | None = None,
+        require_signature: bool = False,
         retry_missing_s: float = 10.0,
         tick_s: float = 0.5,
     ) -> None:
         self.store, self.loader, self.engine = store, loader, engine
         self.registry, self.board, self.metrics = registry, board, metrics
         self.base_model = base_model
+        self.public_key = public_key
+        self.require_signature = require_signature
         self.retry_missing_s = retry_missing_s
         self.tick_s = tick_s
         self._wake = threading.Event()
@@ -127,7 +133,13 @@ class Reloader:
                     f" from the pointer's {target.content_digest}",
                 )
             return kept
-        manifest = check_target(self.store, target, base_model=self.base_model)
+        manifest = check_target(
+            self.store,
+            target,
+            base_model=self.base_model,
+            public_key=self.public_key,
+            require_signature=self.require_signature,
+        )
         started = time.monotonic()
         try:
             model = self.loader.load(manifest, self.engine.run, self._warm_up)

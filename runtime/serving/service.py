@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from certmodel.runtime.errors import UsageError
 from certmodel.runtime.format.store import Store
 from certmodel.runtime.serving.app import ApiServer
 from certmodel.runtime.serving.context import Context, Limits
@@ -38,6 +39,10 @@ class ServeConfig:
     port: int = 8000
     served_name: str = "certmodel"
     base_model: str | None = None
+    public_key: Path | None = None
+    """Check signatures with this EC public key before loading (docs/signing.md)."""
+    require_signature: bool = False
+    """Refuse unsigned versions (needs ``public_key``); a bad signature is always refused."""
     device: str = "auto"
     dtype: str = "auto"
     threads: int | None = None
@@ -45,6 +50,10 @@ class ServeConfig:
     grace_s: float = 30.0
     max_queue: int = 256
     limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        if self.require_signature and self.public_key is None:
+            raise UsageError("requiring signatures needs a public key (--public-key)")
 
 
 class ServingService:
@@ -65,6 +74,8 @@ class ServingService:
             board=self.board,
             metrics=self.metrics,
             base_model=config.base_model,
+            public_key=config.public_key,
+            require_signature=config.require_signature,
         )
         self.context = Context(
             registry=self.registry,

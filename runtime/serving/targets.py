@@ -4,8 +4,10 @@ A pod never trusts the pointer alone. Before anything is loaded it deep-verifies
 pointer names (every file re-hashed against the manifest), checks that the manifest's content
 digest is the one the pointer recorded (so a version replaced behind the pointer's back is
 caught), and for an adapter that the base model on disk is byte-for-byte the one it was trained
-on. Each refusal carries a short code (for metrics labels and the operator) and a message a
-person can act on.
+on. With a public key (``serve --public-key``) it also checks ``certified.sig`` over every file
+(docs/signing.md): an unsigned version is refused when a signature is required, and a signature
+that does not verify always is. Each refusal carries a short code (for metrics labels and the
+operator) and a message a person can act on.
 """
 
 from __future__ import annotations
@@ -13,15 +15,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from certmodel.runtime.errors import CertmodelError, RefusedError
+from certmodel.runtime.errors import CertmodelError, RefusedError, VerificationError
 from certmodel.runtime.format.digest import tree_digest
-from certmodel.runtime.format.manifest import Manifest
+from certmodel.runtime.format.manifest import SIGNATURE_NAME, Manifest
 from certmodel.runtime.format.pointer import PointerTarget
 from certmodel.runtime.format.store import Store
 from certmodel.runtime.format.verify import verify_version
 
 RefusalCode = Literal[
-    "invalid-target", "missing", "corrupt", "digest-mismatch", "wrong-base", "load-failed"
+    "invalid-target",
+    "missing",
+    "corrupt",
+    "digest-mismatch",
+    "wrong-base",
+    "unsigned",
+    "bad-signature",
+    "load-failed",
 ]
 
 
@@ -33,11 +42,19 @@ class TargetRefusedError(RefusedError):
         self.code: RefusalCode = code
 
 
-def check_target(store: Store, target: PointerTarget, *, base_model: str | None) -> Manifest:
+def check_target(
+    store: Store,
+    target: PointerTarget,
+    *,
+    base_model: str | None,
+    public_key: Path | None = None,
+    require_signature: bool = False,
+) -> Manifest:
     """The manifest of ``target`` after a deep verification; :class:`TargetRefusedError` otherwise.
 
     ``base_model`` pins the server to one base (``--base-model``): a version built on another is
-    refused as ``wrong-base`` even though the pointer allowed the base change.
+    refused as ``wrong-base`` even though the pointer allowed the base change. With
+    ``public_key`` the signature is checked too (see :func:`check_signature`).
     """
     path = _version_path(store, target)
     if not path.is_dir():
@@ -65,7 +82,33 @@ def check_target(store: Store, target: PointerTarget, *, base_model: str | None)
                 f"{target.dna} is built on base model {manifest.base_model.name!r}, this server"
                 f" serves {expected!r}",
             )
+    if public_key is not None:
+        check_signature(path, target.dna, public_key, required=require_signature)
     return manifest
+
+
+def check_signature(path: Path, dna: str, public_key: Path, *, required: bool) -> None:
+    """Refuse a version whose ``certified.sig`` does not verify with ``public_key`` over every
+    file (``bad-signature``), or that has none when ``required`` (``unsigned``)."""
+    if not (path / SIGNATURE_NAME).is_file():
+        if required:
+            raise TargetRefusedError(
+                "unsigned",
+                f"{dna}: not signed ({SIGNATURE_NAME} missing) and this server requires a"
+                f" signature by {public_key}",
+            )
+        return
+    from certmodel.runtime.format.signing import verify_signature
+
+    try:
+        verify_signature(path, public_key)
+    except VerificationError as exc:
+        detail = str(exc).replace(f"{path}/", "")
+        raise TargetRefusedError("bad-signature", f"{dna}: {detail}") from None
+    except CertmodelError as exc:  # the key file (or model-signing), not the version
+        raise TargetRefusedError(
+            "bad-signature", f"{dna}: cannot check the signature: {exc}"
+        ) from None
 
 
 def check_base(store: Store, manifest: Manifest) -> Path:

@@ -94,6 +94,12 @@ class TrainConfig(_Strict):
     checkpoint_every: int = Field(default=50, ge=1, description="Steps between checkpoints.")
     progress: ProgressMode = "auto"
     device: Device = "auto"
+    signing_key: str | None = Field(
+        default=None,
+        description="EC private key (PEM) that signs the version at publication"
+        " (certified.sig, docs/signing.md). Never part of the recipe or the DNA: a signed and"
+        " an unsigned run of one recipe publish the same version.",
+    )
 
     @model_validator(mode="after")
     def _check_warmup(self) -> TrainConfig:

@@ -13,7 +13,8 @@ What reaches the recipe (and so the DNA), and why:
 - the resolved dataset format and text field (they decide which tokens are trained);
 - `trainer_version`: bumped when the trainer's semantics change (packing, loss weighting);
 - seed and kind (adapter / merged).
-What does not: the store root, dataset path, checkpoint interval, progress mode, device.
+What does not: the store root, dataset path, checkpoint interval, progress mode, device,
+signing key (a signature vouches for a version; it does not change its bytes).
 """
 
 from __future__ import annotations

@@ -97,7 +97,10 @@ def train(config: TrainConfig, *, callback: ProgressCallback | None = None) -> T
     """Train the recipe `config` describes, or report the version when it already exists."""
     plan = plan_training(config)
     if plan.store.exists(plan.dna):
+        # Checkpoints of a run killed after its publication are of no use any more.
+        plan.store.clean_staging(plan.dna)
         return _existing(plan)
+    check_signing_key(config.signing_key)  # a bad key must fail now, not after the training
     quiet_libraries()
     runtime = distributed.start(config.device, config.hyperparameters.precision)
     try:
@@ -106,6 +109,14 @@ def train(config: TrainConfig, *, callback: ProgressCallback | None = None) -> T
         return _train(plan, runtime, emit)
     finally:
         distributed.stop(runtime)
+
+
+def check_signing_key(path: str | None) -> None:
+    """Refuse (as bad input) a signing key that cannot sign -- before anything is trained."""
+    if path is not None:
+        from certmodel.runtime.format.signing import check_key
+
+        check_key(Path(path), private=True)
 
 
 def _existing(plan: TrainingPlan) -> TrainResult:
@@ -346,8 +357,13 @@ class Run:
         else:
             export_adapter(self.model, version_dir, base_path=plan.base.path)
         copy_tokenizer(plan.base_dir, version_dir)
+        key = plan.config.signing_key
         manifest = plan.store.publish(
-            recipe=plan.recipe, base_model=plan.base, source_dir=version_dir, metrics=metrics
+            recipe=plan.recipe,
+            base_model=plan.base,
+            source_dir=version_dir,
+            metrics=metrics,
+            signing_key=Path(key) if key else None,
         )
         self.emit(ProgressEvent("done", steps, steps, message=manifest.dna))
         distributed.barrier(self.runtime)  # the other ranks return once the version exists

@@ -10,9 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from factories import make_base, make_recipe, make_version, write_version_files
+from signingkit import KeyPair, write_key_pair
 
 from certmodel.runtime.cli.main import main
 from certmodel.runtime.errors import CertmodelError, ExitCode, UsageError, VerificationError
@@ -24,27 +23,6 @@ from certmodel.runtime.format.store import Store
 from certmodel.runtime.format.verify import verify_version
 
 WEIGHTS = "adapter/adapter_model.safetensors"
-KeyPair = tuple[Path, Path]
-
-
-def write_key_pair(folder: Path, name: str) -> KeyPair:
-    """An EC P-256 key pair as PEM files, like `openssl ecparam -name prime256v1 -genkey`."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    private = folder / f"{name}.pem"
-    public = folder / f"{name}.pub.pem"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return private, public
 
 
 @pytest.fixture
@@ -145,7 +123,30 @@ TAMPERS: list[tuple[Callable[[Path, KeyPair], None], str]] = [
     (remove_signature, "missing"),
     (add_stray_file, "tokenizer/extra.json: not covered by the signature"),
 ]
-TAMPER_IDS = [t.__name__ for t, _ in TAMPERS]
+SCENARIOS = {
+    "flip_weights_byte": "one byte of a signed version's weights flipped",
+    "edit_manifest_metrics": "certified.json metrics edited (the manifest check alone passes)",
+    "swap_weights_and_rewrite_manifest": "weights swapped and certified.json rewritten to match",
+    "garbage_signature": "certified.sig replaced with garbage",
+    "truncated_signature": "certified.sig truncated",
+    "altered_signed_statement": "signed statement edited to drop a file, not re-signed",
+    "resign_with_other_key": "version re-signed with another key",
+    "remove_signature": "certified.sig deleted",
+    "add_stray_file": "a file added to a signed version",
+}
+TAMPER_PARAMS = [
+    pytest.param(
+        tamper,
+        message,
+        id=tamper.__name__,
+        marks=pytest.mark.reliability(
+            "signing",
+            SCENARIOS[tamper.__name__],
+            f"verify_signature raises VerificationError: `{message.strip(': ')}`",
+        ),
+    )
+    for tamper, message in TAMPERS
+]
 
 
 def test_a_signed_version_verifies_and_the_signature_covers_the_manifest(
@@ -167,7 +168,7 @@ def test_a_signed_version_verifies_and_the_signature_covers_the_manifest(
     assert verify_version(version).ok
 
 
-@pytest.mark.parametrize(("tamper", "message"), TAMPERS, ids=TAMPER_IDS)
+@pytest.mark.parametrize(("tamper", "message"), TAMPER_PARAMS)
 def test_each_tampering_is_detected(
     store: Store,
     keys: KeyPair,
@@ -256,8 +257,21 @@ def test_cli_sign_then_verify_with_public_key(
 
 
 @pytest.mark.parametrize(
-    "tamper", [remove_signature, edit_manifest_metrics, resign_with_other_key, flip_weights_byte]
-)
+    "tamper",
+    [
+        pytest.param(
+            tamper,
+            id=tamper.__name__,
+            marks=pytest.mark.reliability(
+                "signing",
+                f"local `promote --public-key` of a version: {SCENARIOS[tamper.__name__]}",
+                "exit 4 with one `refusing DNA: ...` line; CURRENT and its revision unchanged",
+            ),
+        )
+        for tamper in (remove_signature, edit_manifest_metrics, resign_with_other_key,
+                       flip_weights_byte)
+    ],
+)  # fmt: skip
 def test_promote_with_public_key_refuses_unsigned_and_tampered_versions(
     store: Store,
     keys: KeyPair,
