@@ -40,6 +40,7 @@ from certmodel.operator.decisions.training import (
 )
 from certmodel.operator.kube import Kube
 from certmodel.operator.volume import ModelsVolume
+from certmodel.runtime import faults
 from certmodel.runtime.errors import CertmodelError
 from certmodel.runtime.format.pointer import POINTER_KEY, PointerDocument
 
@@ -174,6 +175,7 @@ def _act_training(
             )
         )
         log.info("%s/%s: %s Job %s", ns, name, "created" if created else "adopted", job_name(dna))
+        faults.point("operator.job-created")  # the fault tests crash here: Job made, no status
     if plan.status != old:
         ctx.kube.patch_status(TRAININGS, ns, name, _status_patch(plan.status, old))
     for event in plan.events:
@@ -265,6 +267,7 @@ def reconcile_line(
             rv = cm["metadata"]["resourceVersion"] if cm else None
             if not ctx.kube.swap_config_map(obj, rv):
                 raise ConflictRetry(f"pointer ConfigMap {namespace}/{cm_name} changed meanwhile")
+            faults.point("operator.pointer-written")  # fault tests: moved, status not yet
             reason = plan.pointer.history[-1].reason if plan.pointer.history else "promote"
             metrics.POINTER_MOVES.labels(reason).inc()
         if plan.status != snap.old_status:

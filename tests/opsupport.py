@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ class OperatorEnv:
     store: Store
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    """Every operator process started and not yet stopped (peered replicas: more than one)."""
 
     def apply(self, manifest: str) -> None:
         self.cluster.kubectl("apply", "-n", self.namespace, "-f", "-", input=manifest)
@@ -86,51 +88,83 @@ class OperatorEnv:
         )
         return [tuple(line.split("=", 1)) for line in out.stdout.split()]  # type: ignore[misc]
 
-    def start_operator(self, *extra_args: str) -> None:
-        """Start the operator on this namespace; ``extra_args`` are more command-line flags."""
+    def start_operator(
+        self, *extra_args: str, standalone: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start the operator on this namespace; ``extra_args`` are more command-line flags.
+
+        ``standalone=False`` leaves out ``--standalone`` (for peered replicas: pass
+        ``--peering NAME``); ``env`` adds environment variables (``CERTMODEL_FAULTS``). Each call
+        starts one more process: ``proc`` is the newest, ``procs`` all of them.
+        """
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
         exe = Path(sys.executable).with_name("certmodel-operator")
-        self.proc = subprocess.Popen(
-            [
-                str(exe),
-                "--kubeconfig",
-                str(self.cluster.kubeconfig),
-                "--namespace",
-                self.namespace,
-                "--models-root",
-                str(self.store.root),
-                "--models-claim",
-                CLAIM,
-                "--trainer-image",
-                "local/runtime:test",
-                "--trainer-service-account",
-                "default",
-                "--metrics-port",
-                "0",
-                "--health-port",
-                "0",
-                "--standalone",
-                *extra_args,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        with self.log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                [
+                    str(exe),
+                    "--kubeconfig",
+                    str(self.cluster.kubeconfig),
+                    "--namespace",
+                    self.namespace,
+                    "--models-root",
+                    str(self.store.root),
+                    "--models-claim",
+                    CLAIM,
+                    "--trainer-image",
+                    "local/runtime:test",
+                    "--trainer-service-account",
+                    "default",
+                    "--metrics-port",
+                    "0",
+                    "--health-port",
+                    "0",
+                    "--console-port",  # tests that want the console pass their own port
+                    "0",
+                    *(["--standalone"] if standalone else []),
+                    *extra_args,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            )
+        self.proc = proc
+        self.procs.append(proc)
+        return proc
 
     def stop_operator(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
+        """Stop every operator process started here (SIGTERM, then SIGKILL after 15 s)."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
             try:
-                self.proc.wait(timeout=15)
+                proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                proc.kill()
+                proc.wait()
+        self.procs = []
         self.proc = None
 
+    def kill_operator(self, proc: subprocess.Popen[bytes] | None = None) -> None:
+        """SIGKILL one operator process (default: the newest), as a node failure would."""
+        proc = proc or self.proc
+        assert proc is not None, "no operator process to kill"
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+        self.forget(proc)
+
+    def forget(self, proc: subprocess.Popen[bytes]) -> None:
+        """Stop tracking ``proc`` (it exited on purpose: killed, or crashed by a fault point)."""
+        self.procs = [p for p in self.procs if p is not proc]
+        if self.proc is proc:
+            self.proc = self.procs[-1] if self.procs else None
+
     def check_alive(self) -> None:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"operator exited ({self.proc.returncode}):\n{self.log_tail()}")
+        for proc in self.procs:
+            if proc.poll() is not None:
+                raise AssertionError(f"operator exited ({proc.returncode}):\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 40) -> str:
         try:

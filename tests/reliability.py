@@ -66,10 +66,10 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if row is None:
         return
     row.seconds += report.duration
-    if report.when == "call" or report.outcome != "passed":
-        # A failure in setup or teardown counts against the row as much as one in the call.
-        if row.outcome in ("not run", "passed"):
-            row.outcome = report.outcome
+    # A failure in setup or teardown counts against the row as much as one in the call.
+    counts = report.when == "call" or report.outcome != "passed"
+    if counts and row.outcome in ("not run", "passed"):
+        row.outcome = report.outcome
 
 
 def render(rows: list[Row]) -> str:

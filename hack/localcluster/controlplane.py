@@ -64,6 +64,7 @@ class ControlPlane:
         self.gpus = gpus
         self._binaries = binaries
         self.info: ClusterInfo | None = None
+        self._argv: dict[str, list[str]] = {}  # how each component was started (restarts)
 
     # ------------------------------------------------------------------ paths
     @property
@@ -261,6 +262,23 @@ class ControlPlane:
         self.info.pids = {}
         self._save()
 
+    def restart_apiserver(self, *, grace: float = 10.0, timeout: float = 120.0) -> float:
+        """Stop kube-apiserver and start it again with the same port, certificates and etcd,
+        as an upgrade or a crash-restart would: every client sees its connections and watches
+        drop, then the same server come back. Only for a plane started by this object.
+
+        ``grace``: seconds between SIGTERM and SIGKILL (the apiserver stops listening at once
+        on SIGTERM but may take longer than that to exit). Returns the seconds the API was
+        unavailable."""
+        assert self.info is not None and "kube-apiserver" in self._argv, "start() this plane first"
+        t0 = time.monotonic()
+        pid = self.info.pids["kube-apiserver"]
+        if procs.ours(pid, self.info.started_at, _MARK["kube-apiserver"]):
+            procs.stop_pid(pid, grace=grace)
+        self._spawn("kube-apiserver", self._argv["kube-apiserver"])
+        self._wait(self._apiserver_ready, "kube-apiserver (restarted)", timeout)
+        return round(time.monotonic() - t0, 2)
+
     # ------------------------------------------------------------------ helpers
     def _save(self) -> None:
         assert self.info is not None
@@ -283,6 +301,7 @@ class ControlPlane:
             preexec_fn=procs.pdeathsig if self.die_with_parent else None,
         )
         log.close()
+        self._argv[name] = argv
         self.info.pids[name] = proc.pid
         (self.state_dir / f"{name}.pid").write_text(f"{proc.pid}\n")
         self._save()

@@ -48,6 +48,13 @@ def ready_on(dna: str) -> Any:
     return check
 
 
+@pytest.mark.reliability(
+    "faults",
+    "a line's target corrupted on the volume (one byte of its weights), or a DNA that does not"
+    " exist, set as CURRENT",
+    "refused with TargetCorrupt / TargetMissing naming the bad file; the pointer stays on the"
+    " previous version",
+)
 def test_promote_rollback_and_refusals(operator_env: OperatorEnv) -> None:
     env = operator_env
     a = make_version(env.store, seed=1).dna
@@ -81,6 +88,11 @@ def test_promote_rollback_and_refusals(operator_env: OperatorEnv) -> None:
     assert pointer_dna(env) == a
 
 
+@pytest.mark.reliability(
+    "faults",
+    "pointer ConfigMap hand-edited into unreadable content",
+    "restored to spec with a higher revision; Warning PointerRestored",
+)
 def test_a_hand_edited_pointer_is_restored(operator_env: OperatorEnv) -> None:
     env = operator_env
     a = make_version(env.store, seed=1).dna
@@ -101,6 +113,11 @@ def test_a_hand_edited_pointer_is_restored(operator_env: OperatorEnv) -> None:
     assert ("PointerRestored", "Warning") in env.events(LINE)
 
 
+@pytest.mark.reliability(
+    "faults",
+    "operator restarted at steady state",
+    "no write at all after the restart: the line's and the pointer's resourceVersions unchanged",
+)
 def test_a_restarted_operator_writes_nothing_at_steady_state(operator_env: OperatorEnv) -> None:
     env = operator_env
     a = make_version(env.store, seed=1).dna

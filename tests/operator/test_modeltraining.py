@@ -215,6 +215,11 @@ def test_missing_data_is_reported_then_picked_up(env: OperatorEnv) -> None:
     env.wait("modeltrainings", "later", phase("Succeeded"), timeout=240)
 
 
+@pytest.mark.reliability(
+    "faults",
+    "operator stopped and restarted mid-training",
+    "no second Job (same uid); the training completes with its full progress",
+)
 def test_operator_restarted_mid_training_creates_no_second_job(env: OperatorEnv) -> None:
     env.apply(training("restart", steps=40))
     env.wait("modeltrainings", "restart", lambda o: o.get("status", {}).get("jobName"))
