@@ -55,7 +55,7 @@ each_case = pytest.mark.parametrize("case", sorted(CASES))
 def test_ci_values_sets_are_all_there() -> None:
     names = {p.name for p in CI_VALUES}
     expected = {"default", "inference-disabled", "existing-claim", "servicemonitor",
-                "peered-replicas", "migration"}  # fmt: skip
+                "peered-replicas", "migration", "signing"}  # fmt: skip
     assert names == {f"{n}-values.yaml" for n in expected}
 
 
@@ -92,8 +92,36 @@ def test_cluster_scoped_rbac_only_when_watching_all_namespaces(case: str) -> Non
         o for o in objs if o["kind"] == "Deployment" and "operator" in o["metadata"]["name"]
     )
     all_ns = "--all-namespaces" in operator["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert bool(of_kind(objs, "ClusterRole")) == all_ns
-    assert bool(of_kind(objs, "ClusterRoleBinding")) == all_ns
+    # The console's TokenReview/SubjectAccessReview ClusterRole grants no resource access.
+    for kind in ("ClusterRole", "ClusterRoleBinding"):
+        scoped = [o for o in of_kind(objs, kind) if not o["metadata"]["name"].endswith(REVIEWS)]
+        assert bool(scoped) == all_ns, kind
+
+
+REVIEWS = "-console-reviews"
+
+
+@each_case
+def test_the_console_may_only_create_reviews(case: str) -> None:
+    objs = rendered(case)
+    (role,) = [r for r in of_kind(objs, "ClusterRole") if r["metadata"]["name"].endswith(REVIEWS)]
+    assert role["rules"] == [
+        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"],
+         "verbs": ["create"]},
+        {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"],
+         "verbs": ["create"]},
+    ]  # fmt: skip
+    (binding,) = [
+        b for b in of_kind(objs, "ClusterRoleBinding") if b["metadata"]["name"].endswith(REVIEWS)
+    ]
+    assert [s["name"] for s in binding["subjects"]] == ["demo-certmodel-operator"]
+
+
+def test_the_console_can_be_turned_off() -> None:
+    objs = render("--set", "console.enabled=false")
+    assert not [o for o in objs if o["metadata"]["name"].endswith(REVIEWS)]
+    (c,) = _by_name(objs, "Deployment", "-operator")["spec"]["template"]["spec"]["containers"]
+    assert "--console-port=0" in c["args"] and all(p["name"] != "console" for p in c["ports"])
 
 
 @each_case
@@ -267,7 +295,7 @@ def test_operator_contract(case: str, expected: list[str]) -> None:
     assert c["command"] == ["certmodel-operator"]
     assert c["args"] == [
         "--models-root=/models", *expected[:1], "--metrics-port=8080", "--health-port=8081",
-        *expected[1:], "--trainer-image=ghcr.io/certmodel/runtime:0.1.0",
+        "--console-port=8090", *expected[1:], "--trainer-image=ghcr.io/certmodel/runtime:0.1.0",
         "--trainer-service-account=demo-certmodel-trainer", "--models-claim=demo-certmodel-models",
     ]  # fmt: skip
     for probe in ("livenessProbe", "readinessProbe"):
@@ -276,8 +304,10 @@ def test_operator_contract(case: str, expected: list[str]) -> None:
     assert {"name": "models", "mountPath": "/models", "readOnly": True} in c["volumeMounts"]
     service = _by_name(objs, "Service", "-operator")
     assert service["spec"]["ports"] == [
-        {"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}
+        {"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"},
+        {"name": "console", "port": 8090, "targetPort": "console", "protocol": "TCP"},
     ]
+    assert {"name": "console", "containerPort": 8090, "protocol": "TCP"} in c["ports"]
     peerings = of_kind(objs, "KopfPeering") + of_kind(objs, "ClusterKopfPeering")
     assert [p["metadata"]["name"] for p in peerings] == (
         ["demo-certmodel"] if "--standalone" not in expected else []
