@@ -8,9 +8,9 @@ Real processes, real signals, a real full file system:
   inside with ``nsenter`` and the test reads the files through ``/proc/<pid>/root``;
 - :class:`Server` runs ``certmodel serve`` on a fixed port (a restart keeps the address) and
   :class:`Load` keeps clients busy against it, recording every answer;
-- running this file as a script is ``certmodel`` with one more fault point,
-  ``serve.before-switch``: in the reloader, after a new version was verified, loaded and warmed
-  up and before it replaces the live one (the moment "mid-swap" names).
+- the reloader's ``serve.before-switch`` fault point holds a swap after the new version was
+  verified, loaded and warmed up and before it replaces the live one (the moment "mid-swap"
+  names).
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from certmodel.runtime import faults
+from certmodel.runtime.serving.reloader import SWAP_FAULT
 
 PROMPT = "Q: what does the server do?\nA:"
-SERVE_FAULT = "serve.before-switch"
+SERVE_FAULT = SWAP_FAULT
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any:
@@ -249,18 +250,14 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, *, faults_spec: str | None = None) -> Child:
-        """A new server process; with ``faults_spec`` it runs through this file (below), which
-        adds the ``serve.before-switch`` fault point."""
+        """A new server process, with ``faults_spec`` in its ``CERTMODEL_FAULTS``."""
         self.starts += 1
         args = [
             "serve", "--root", str(self.root), "--port", str(self.port), "--threads", "1",
             "--poll-interval", "0.05", "--grace-period", "0.5", "--log-level", "WARNING",
         ]  # fmt: skip
-        if faults_spec:
-            argv = [sys.executable, __file__, *args]
-            env = env_with(**{faults.ENV: faults_spec})
-        else:
-            argv, env = certmodel_argv(*args), env_with()
+        argv = certmodel_argv(*args)
+        env = env_with(**{faults.ENV: faults_spec}) if faults_spec else env_with()
         self.child = spawn(argv, self.logs.with_name(f"{self.logs.name}-{self.starts}"), env=env)
         self.child.wait_line("serving on", stream="out")
         return self.child
@@ -344,26 +341,10 @@ class Load:
         wait_for(what, lambda: sum(map(check, self.snapshot())) >= count)
 
 
-def _install_serve_fault_point() -> None:
-    """Wrap the reloader's switch with the ``serve.before-switch`` fault point. Only a *swap*
-    is held (a live version exists), not the first load of a fresh server."""
-    from certmodel.runtime.serving.reloader import Reloader
-
-    switch = Reloader._switch
-
-    def held_switch(self: Reloader, version: Any, revision: int, seen_at: float) -> None:
-        if self.registry.live()[0] is not None:
-            faults.point(SERVE_FAULT)
-        switch(self, version, revision, seen_at)
-
-    Reloader._switch = held_switch  # type: ignore[method-assign]
-
-
 if __name__ == "__main__":
     if sys.argv[1:2] == ["batch"]:  # commands as JSON: one process for several checks
         print(json.dumps(cli_batch(json.loads(sys.argv[2]))))
         sys.exit(0)
-    _install_serve_fault_point()
     from certmodel.runtime.cli.main import main
 
     sys.exit(main(sys.argv[1:]))

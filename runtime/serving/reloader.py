@@ -20,6 +20,7 @@ import time
 from functools import partial
 from pathlib import Path
 
+from certmodel.runtime import faults
 from certmodel.runtime.format.pointer import PointerDocument, PointerTarget
 from certmodel.runtime.format.store import Store
 from certmodel.runtime.serving.engine import Engine, GenerationRequest, generate_on
@@ -32,6 +33,10 @@ from certmodel.runtime.serving.targets import TargetRefusedError, check_target
 log = logging.getLogger(__name__)
 
 WARMUP = GenerationRequest(prompts=["Hello"], max_tokens=1, temperature=0.0)
+
+
+SWAP_FAULT = "serve.before-switch"
+"""Fault point: the new version is verified, loaded and warmed up; the old one is still live."""
 
 
 class Reloader:
@@ -120,6 +125,8 @@ class Reloader:
         except TargetRefusedError as exc:
             self._refuse(doc, target, exc)
             return
+        if live is not None:
+            faults.point(SWAP_FAULT)  # the fault tests kill the server here, mid-swap
         self._switch(version, doc.revision, seen_at)
 
     def _resolve(self, target: PointerTarget) -> LoadedVersion:
