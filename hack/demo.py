@@ -38,6 +38,7 @@ from localcluster.controlplane import ControlPlane  # noqa: E402
 
 NS = "certmodel"
 RELEASE = "certmodel"
+CONSOLE = "http://127.0.0.1:8090"  # the operator pod's console (pods are local processes)
 LINE = "demo"
 SERVE = "http://127.0.0.1:8000"
 QUESTION = "Question: what does the certmodel operator do?\nAnswer:"
@@ -218,6 +219,49 @@ class Demo:
             data = json.loads(resp.read())
             return resp.headers.get("X-Model-DNA", ""), str(data["choices"][0]["text"])
 
+    def console(self) -> str:
+        """A read-only console user: its token sees the line; no token is refused."""
+        self.step("The admin console (served by the operator; Kubernetes RBAC decides)")
+        self.kubectl("create", "serviceaccount", "console-viewer", "-n", NS)
+        self.kubectl(
+            "create", "role", "console-viewer", "-n", NS,
+            "--verb=get,list,watch", "--resource=certifiedmodels,modeltrainings",
+        )  # fmt: skip
+        self.kubectl(
+            "create", "rolebinding", "console-viewer", "-n", NS, "--role=console-viewer",
+            f"--serviceaccount={NS}:console-viewer",
+        )  # fmt: skip
+        token = self.kubectl(
+            "create", "token", "console-viewer", "-n", NS, "--duration=1h", show=False
+        ).strip()
+        url = f"{CONSOLE}/api/namespaces/{NS}/overview"
+        self.say(f"GET {url} without a token →")
+        try:
+            urllib.request.urlopen(url, timeout=10)  # noqa: S310 -- the local console
+            raise SystemExit("the console answered a request without a token")
+        except urllib.error.HTTPError as exc:
+            self.say(f"  {exc.code} {json.loads(exc.read()).get('error', '')}")
+        request = urllib.request.Request(  # noqa: S310 -- the local console
+            url, headers={"Authorization": f"Bearer {token}"}
+        )
+        for _ in range(60):  # RBAC caches take a moment to see the new binding
+            try:
+                with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310
+                    page = json.load(resp)
+                break
+            except urllib.error.HTTPError as exc:
+                if exc.code != 403:
+                    raise
+                time.sleep(1)
+        else:
+            raise SystemExit("the console never allowed the viewer's token")
+        for line in page["lines"]:
+            self.say(
+                f"  with console-viewer's token: line {line['name']}: CURRENT {line['current']},"
+                f" {len(line['versions'])} versions, {len(page['trainings'])} training runs"
+            )
+        return token
+
 
 class Load:
     """Steady requests in the background, counting failures and which DNA answered."""
@@ -318,6 +362,8 @@ def main() -> int:
         load.stop.set()
         load.thread.join(timeout=90)
 
+        token = demo.console()
+
         demo.step("Summary")
         pods = demo.kubectl(
             "get",
@@ -345,6 +391,7 @@ def main() -> int:
         print(f"\n{GREEN}{BOLD}demo complete in {time.monotonic() - demo.t0:.0f}s{RESET}")
         if args.keep:
             print(f"KUBECONFIG={plane.kubeconfig}")
+            print(f"console: {CONSOLE}/ (read-only token for console-viewer: {token})")
         return 0
     finally:
         if not args.keep:
