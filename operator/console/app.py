@@ -24,7 +24,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,8 @@ class Console:
     namespaces: tuple[str, ...] | None
     """The namespaces the operator watches; None: every namespace."""
     tickets: DownloadTickets
+    downloads: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
+    """Downloads streaming at once (each reads and hashes a whole version)."""
 
 
 CONSOLE = web.AppKey("console", Console)
@@ -302,18 +304,23 @@ async def download(request: web.Request) -> web.StreamResponse:
             **SECURITY_HEADERS,
         }
     )
-    await response.prepare(request)
-    chunks = tar_chunks(version_dir, dna, members, mtime=mtime)
-    try:
-        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
-            await response.write(chunk)
-    except TarStreamError as exc:
-        # Headers are gone: cut the connection, so the short body shows (Content-Length).
-        log.error("download of %s stopped: %s", dna, exc)
-        if request.transport is not None:
-            request.transport.close()
-        return response
-    await response.write_eof()
+    if console.downloads.locked():
+        raise ConsoleError(429, "too many downloads at once; retry in a moment")
+    async with console.downloads:
+        await response.prepare(request)
+        chunks = tar_chunks(version_dir, dna, members, mtime=mtime)
+        try:
+            while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+                await response.write(chunk)
+        except Exception as exc:  # TarStreamError, a read error, the client going away
+            # The headers are gone: no error answer can follow (the guard must not try one).
+            # Cut the connection, so the client sees a short body, never a corrupt archive.
+            log.error("download of %s stopped: %s", dna, exc)
+            chunks.close()
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        await response.write_eof()
     log.info("%s downloaded %s/%s %s", request["identity"].username, ns, name, dna)
     return response
 
@@ -331,5 +338,5 @@ def build_app(console: Console) -> web.Application:
     app.router.add_post(f"{base}/lines/{{line}}/rollback", rollback)
     version = f"{base}/lines/{{line}}/versions/{{dna}}"
     app.router.add_post(f"{version}/ticket", ticket)
-    app.router.add_get(f"{version}/{DOWNLOAD}", download)
+    app.router.add_get(f"{version}/{DOWNLOAD}", download, allow_head=False)
     return app

@@ -180,18 +180,25 @@ class Authenticator:
         self._reviewer = reviewer
         # A 1-tuple, so that a cached refusal (None) differs from a miss.
         self._identities: TtlCache[str, tuple[Identity | None]] = TtlCache(clock=clock)
+        # Refused tokens apart: a flood of bogus tokens must not push out real users' entries.
+        self._refused: TtlCache[str, tuple[Identity | None]] = TtlCache(
+            max_entries=256, clock=clock
+        )
         self._decisions: TtlCache[tuple[Identity, Access], Decision] = TtlCache(clock=clock)
         self.reviews = 0
         """TokenReviews and SubjectAccessReviews sent (the cache's effect is measurable)."""
 
     def authenticate(self, token: str) -> Identity | None:
         key = token_key(token)
-        cached = self._identities.get(key)
+        cached = self._identities.get(key) or self._refused.get(key)
         if cached is not None:
             return cached[0]
         self.reviews += 1
         identity = identity_from_review(self._reviewer.token_review(token))
-        self._identities.put(key, (identity,), AUTHENTICATED_TTL_S if identity else DENIED_TTL_S)
+        if identity is None:
+            self._refused.put(key, (None,), DENIED_TTL_S)
+        else:
+            self._identities.put(key, (identity,), AUTHENTICATED_TTL_S)
         return identity
 
     def authorize(self, identity: Identity, access: Access) -> Decision:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -81,26 +82,53 @@ def _header(name: str, size: int, mtime: int) -> bytes:
     return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def open_inside(version_dir: Path, rel: str) -> int:
+    """A read-only descriptor of the regular file ``version_dir/rel``, opened one path part at a
+    time without following a symbolic link anywhere below ``version_dir`` (a folder swapped for
+    a link after verification cannot lead the stream out of the version)."""
+    parts = safe_rel(rel).split("/")
+    try:
+        dir_fd = os.open(version_dir, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW)
+    except OSError as exc:
+        raise TarStreamError(f"{version_dir.name}: cannot open ({exc.strerror})") from exc
+    try:
+        for part in parts[:-1]:
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW, dir_fd=dir_fd)
+            os.close(dir_fd)
+            dir_fd = inner
+        fd = os.open(parts[-1], os.O_RDONLY | _NOFOLLOW, dir_fd=dir_fd)
+    except OSError as exc:
+        raise TarStreamError(f"{rel}: cannot open ({exc.strerror})") from exc
+    finally:
+        os.close(dir_fd)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise TarStreamError(f"{rel}: not a regular file")
+    return fd
+
+
 def tar_chunks(
     version_dir: Path, prefix: str, members: list[Member], *, mtime: int = 0
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     """The archive, chunk by chunk. Blocking file reads: iterate it in a worker thread."""
     sent = 0
     for m in members:
         header = _header(f"{prefix}/{m.rel}", m.size, mtime)
         sent += len(header)
         yield header
-        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
-        try:
-            fd = os.open(version_dir / m.rel, flags)
-        except OSError as exc:
-            raise TarStreamError(f"{m.rel}: cannot open ({exc.strerror})") from exc
+        fd = open_inside(version_dir, m.rel)
         digest = hashlib.sha256()
         with os.fdopen(fd, "rb") as handle:
             remaining = m.size
             while remaining:
-                chunk = handle.read(min(CHUNK, remaining))
-                if not chunk:
+                want = min(CHUNK, remaining)
+                chunk = handle.read(want)
+                while len(chunk) < want and (more := handle.read(want - len(chunk))):
+                    chunk += more
+                if len(chunk) < want:  # checked before a byte of it is sent
                     raise TarStreamError(f"{m.rel}: shorter than its manifest size {m.size}")
                 digest.update(chunk)
                 remaining -= len(chunk)

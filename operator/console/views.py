@@ -82,7 +82,9 @@ def line_view(body: Mapping[str, Any]) -> dict[str, Any]:
             "converged": serving.converged if serving else False,
             "refused": list(serving.refused) if serving else [],
         },
-        "canRollback": status.previous is not None,
+        "canRollback": generation is not None
+        and status.observed_generation == generation
+        and any(v.dna == status.previous and v.verified for v in status.versions),
         "versions": [
             {
                 "dna": v.dna,
@@ -205,14 +207,28 @@ def rollback_patch(
 
     ``expected_current`` is the CURRENT the user saw; if the pointer moved since, the user
     would roll back from something else than they think, so that is refused (409)."""
-    name = (body.get("metadata") or {}).get("name", "")
+    meta = body.get("metadata") or {}
+    name = meta.get("name", "")
     status: CertifiedModelStatus = _status(body, CertifiedModelStatus)
-    if expected_current is not None and expected_current != status.current:
+    if expected_current != status.current:
         raise ConsoleError(
             409, f"CURRENT of {name} moved meanwhile (now {status.current}); reload and retry"
         )
+    promotion = (body.get("spec") or {}).get("promotion") or {}
+    pending = promotion.get("policy", "Manual") == "Manual" and promotion.get("current") not in (
+        None,
+        status.current,
+    )
+    if meta.get("generation") != status.observed_generation or pending:
+        # Someone set a new CURRENT the operator has not applied yet (it may be verifying it):
+        # a roll back now would silently replace that decision.
+        raise ConsoleError(
+            409, f"model line {name} has a change the operator has not applied yet; retry soon"
+        )
     if status.previous is None:
         raise ConsoleError(409, f"model line {name} has no previous version to roll back to")
+    if not any(v.dna == status.previous and v.verified for v in status.versions):
+        raise ConsoleError(409, f"the previous version {status.previous} is not verified")
     patch: dict[str, Any] = _move(body, status.previous, user, "rolled back to", now)
     return patch
 

@@ -122,6 +122,7 @@ def test_the_console_can_be_turned_off() -> None:
     assert not [o for o in objs if o["metadata"]["name"].endswith(REVIEWS)]
     (c,) = _by_name(objs, "Deployment", "-operator")["spec"]["template"]["spec"]["containers"]
     assert "--console-port=0" in c["args"] and all(p["name"] != "console" for p in c["ports"])
+    assert not [o for o in of_kind(objs, "Service") if o["metadata"]["name"].endswith("-console")]
 
 
 @each_case
@@ -305,6 +306,11 @@ def test_operator_contract(case: str, expected: list[str]) -> None:
     service = _by_name(objs, "Service", "-operator")
     assert service["spec"]["ports"] == [
         {"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"},
+    ]
+    console = _by_name(objs, "Service", "-operator-console")  # its own, never exposed
+    assert console["spec"]["type"] == "ClusterIP"
+    assert console["spec"]["selector"] == service["spec"]["selector"]
+    assert console["spec"]["ports"] == [
         {"name": "console", "port": 8090, "targetPort": "console", "protocol": "TCP"},
     ]
     assert {"name": "console", "containerPort": 8090, "protocol": "TCP"} in c["ports"]

@@ -82,3 +82,38 @@ def test_unsafe_manifest_paths_are_refused(rel: str) -> None:
     with pytest.raises(TarStreamError, match="not a plain relative path"):
         safe_rel(rel)
     assert safe_rel("adapter/adapter_config.json") == "adapter/adapter_config.json"
+
+
+def test_a_folder_swapped_for_a_link_after_verification_leaks_nothing(
+    store: Store, tmp_path: Path
+) -> None:
+    """A folder of the version replaced by a link to a secret after the download was allowed:
+    the stream stops before it sends a byte of what the link points at."""
+    manifest = make_version(store, seed=5)
+    path = store.version_path(manifest.dna)
+    members = version_members(path, manifest)
+    secret_dir = tmp_path / "secrets"
+    secret_dir.mkdir()
+    adapter = path / "adapter"
+    for f in adapter.iterdir():  # same names, secret contents, shorter than the manifest says
+        (secret_dir / f.name).write_bytes(b"TOKEN-SECRET")
+    adapter.rename(tmp_path / "moved")
+    adapter.symlink_to(secret_dir)
+    sent = b""
+    with pytest.raises(TarStreamError, match="cannot open"):
+        for chunk in tar_chunks(path, manifest.dna, members):
+            sent += chunk
+    assert b"TOKEN-SECRET" not in sent
+
+
+def test_a_short_file_is_refused_before_any_of_it_is_sent(store: Store) -> None:
+    manifest = make_version(store, seed=6)
+    path = store.version_path(manifest.dna)
+    members = version_members(path, manifest)
+    weights = path / "adapter" / "adapter_model.safetensors"
+    weights.write_bytes(b"SHORT-AND-DIFFERENT")
+    sent = b""
+    with pytest.raises(TarStreamError, match="shorter"):
+        for chunk in tar_chunks(path, manifest.dna, members):
+            sent += chunk
+    assert b"SHORT-AND-DIFFERENT" not in sent

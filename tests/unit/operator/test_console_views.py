@@ -151,8 +151,31 @@ def test_rollback_targets_previous_and_refuses_a_moved_or_empty_pointer() -> Non
         rollback_patch(line(), expected_current=B, user="bob", now=NOW)
     assert err.value.status == 409
     with pytest.raises(ConsoleError, match="no previous version") as err:
-        rollback_patch(line(previous=None), expected_current=None, user="bob", now=NOW)
+        rollback_patch(line(previous=None), expected_current=A, user="bob", now=NOW)
     assert err.value.status == 409
+    with pytest.raises(ConsoleError, match="moved meanwhile"):  # expectedCurrent is required
+        rollback_patch(line(), expected_current=None, user="bob", now=NOW)
+
+
+def test_rollback_refuses_while_the_operator_has_not_applied_a_change() -> None:
+    """Someone set a new CURRENT (spec) that the operator is still verifying: a roll back now
+    would silently replace it, so it waits (409) until the status catches up."""
+    pending = line()
+    pending["spec"]["promotion"]["current"] = C
+    pending["metadata"]["generation"] = 4
+    for body in (pending, {**pending, "metadata": {**pending["metadata"], "generation": 3}}):
+        with pytest.raises(ConsoleError, match="not applied yet") as err:
+            rollback_patch(body, expected_current=A, user="bob", now=NOW)
+        assert err.value.status == 409
+    assert line_view(pending)["canRollback"] is False
+
+
+def test_rollback_refuses_an_unverified_previous_version() -> None:
+    body = line(previous=C)
+    with pytest.raises(ConsoleError, match="not verified") as err:
+        rollback_patch(body, expected_current=A, user="bob", now=NOW)
+    assert err.value.status == 409
+    assert line_view(body)["canRollback"] is False
 
 
 def test_download_target_accepts_only_the_lines_versions() -> None:
