@@ -158,15 +158,9 @@ class Demo:
         )
         self.run(self.helm_bin, "install", RELEASE, ROOT / "charts" / "certmodel", "-n", NS)
         self.say("waiting for the operator pod to be Ready …")
+        # `rollout status`, not `wait pod -l`: right after the install the pod may not exist yet.
         self.kubectl(
-            "wait",
-            "-n",
-            NS,
-            "--for=condition=Ready",
-            "pod",
-            "-l",
-            "app.kubernetes.io/component=operator",
-            "--timeout=180s",
+            "rollout", "status", "-n", NS, f"deployment/{RELEASE}-operator", "--timeout=180s"
         )
 
     def train(self, sample: str, name: str) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import secrets
 import socket
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="with --peering: this replica's priority; the highest live one is active, the others"
-        " stand by (default: random per process, as Kopf pauses all replicas of equal priority)",
+        " stand by (default: older processes higher, all distinct: Kopf pauses every replica of"
+        " a shared priority, so never give several replicas the same N)",
     )
     p.add_argument(
         "--peering-lifetime",
@@ -164,8 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         namespaces=[] if args.all_namespaces else namespaces,
         standalone=args.peering is None,
         peering_name=args.peering,
-        # Distinct priorities: replicas of equal priority would all pause (Kopf's conflict rule).
-        priority=secrets.randbelow(2**31 - 1) + 1
+        # Distinct priorities (replicas of equal priority would all pause, Kopf's conflict rule),
+        # and the oldest replica the highest: a new pod of a rollout stands by instead of
+        # taking over from a running one, so a handover happens only when the active one goes.
+        priority=2**53 - time.time_ns() // 1000
         if args.peering_priority is None
         else args.peering_priority,
         liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz"

@@ -42,6 +42,7 @@ def train_config(spec: ModelTrainingSpec, *, root: str) -> TrainConfig:
             "hyperparameters": hp.model_dump(exclude_none=True),
             "merge": spec.output.merge,
             "progress": "json",
+            "confine_paths": True,  # the trainer checks again: a link can change after planning
         }
     )
 

@@ -31,7 +31,7 @@ from certmodel.runtime.training.progress import PROGRESS_FILE
 
 @dataclass(frozen=True)
 class _Verified:
-    signature: tuple[tuple[tuple[str, int, int], ...], str]
+    signature: tuple[tuple[tuple[str, int, int, int, int], ...], str]
     at: float
     ok: bool
     problem: str
@@ -156,7 +156,7 @@ class ModelsVolume:
         return data if isinstance(data, dict) else None
 
 
-def _stat_signature(path: Path) -> tuple[tuple[str, int, int], ...]:
+def _stat_signature(path: Path) -> tuple[tuple[str, int, int, int, int], ...]:
     try:
         rels = walk_files(path)
     except (OSError, CertmodelError):
@@ -167,5 +167,6 @@ def _stat_signature(path: Path) -> tuple[tuple[str, int, int], ...]:
             st = (path / rel).stat()
         except OSError:
             continue
-        out.append((rel, st.st_size, st.st_mtime_ns))
+        # ctime and inode too: `touch -r` can restore an mtime, not a ctime or an inode.
+        out.append((rel, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
     return tuple(out)

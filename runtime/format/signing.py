@@ -142,6 +142,14 @@ def check_key(path: Path, *, private: bool) -> None:
     expected = ec.EllipticCurvePrivateKey if private else ec.EllipticCurvePublicKey
     if not isinstance(key, expected):
         raise UsageError(f"{path}: not an EC {what} (use P-256)")
+    if key.curve.name not in SUPPORTED_CURVES:  # model-signing would refuse it only at use
+        raise UsageError(
+            f"{path}: EC {what} on curve {key.curve.name}; model-signing supports"
+            f" {', '.join(sorted(SUPPORTED_CURVES))} (use P-256: secp256r1)"
+        )
+
+
+SUPPORTED_CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
 
 
 def _readable(path: Path, what: str) -> Path:

@@ -9,7 +9,8 @@ A target that is missing, corrupt, replaced after promotion, built on the wrong 
 or badly signed (with ``public_key``), or that fails to load or warm up is *refused*: the live
 version keeps serving, and the refusal goes to the log, the ``certmodel_refused_targets_total``
 metric and ``/v1/status``. A ``missing`` target is retried every ``retry_missing_s`` (a shared
-volume may show a new version late).
+volume may show a new version late), an ``unsigned`` or ``bad-signature`` one every
+``retry_signature_s`` (it may be signed later, or the key rotated); a corrupt one is not.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class Reloader:
         public_key: Path | None = None,
         require_signature: bool = False,
         retry_missing_s: float = 10.0,
+        retry_signature_s: float = 30.0,
         tick_s: float = 0.5,
     ) -> None:
         self.store, self.loader, self.engine = store, loader, engine
@@ -63,6 +65,7 @@ class Reloader:
         self.public_key = public_key
         self.require_signature = require_signature
         self.retry_missing_s = retry_missing_s
+        self.retry_signature_s = retry_signature_s
         self.tick_s = tick_s
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -203,10 +206,17 @@ class Reloader:
                 "refused %s (revision %d): %s; still serving %s",
                 target.dna, doc.revision, exc, live.dna if live else "nothing",
             )  # fmt: skip
-        if exc.code == "missing":
+        # A version can appear later (a slow volume) or be signed later (`certmodel sign`, a key
+        # rotation): those are retried; a corrupt version stays refused until the pointer moves.
+        delay = {
+            "missing": self.retry_missing_s,
+            "unsigned": self.retry_signature_s,
+            "bad-signature": self.retry_signature_s,
+        }.get(exc.code)
+        if delay is not None:
             with self._lock:
                 if self._desired is None:
-                    self._retry = (doc, time.monotonic() + self.retry_missing_s)
+                    self._retry = (doc, time.monotonic() + delay)
 
     def _evict(self) -> None:
         for version in self.registry.take_evictable():

@@ -94,6 +94,11 @@ class TrainConfig(_Strict):
     checkpoint_every: int = Field(default=50, ge=1, description="Steps between checkpoints.")
     progress: ProgressMode = "auto"
     device: Device = "auto"
+    confine_paths: bool = Field(
+        default=False,
+        description="Refuse a dataset or base model that resolves (through symbolic links)"
+        " outside the root: set in the configs the operator writes for training Jobs.",
+    )
     signing_key: str | None = Field(
         default=None,
         description="EC private key (PEM) that signs the version at publication"

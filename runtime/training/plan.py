@@ -60,6 +60,9 @@ def plan_training(config: TrainConfig) -> TrainingPlan:
     check_base_dir(base_dir)
     base = store.base_model_info(base_dir.name)
     data_path = Path(config.data.path)
+    if config.confine_paths:
+        check_inside(store.root, data_path, what="dataset")
+        check_inside(store.root, base_dir, what="base model")
     if not data_path.is_file():
         raise NotFoundError(f"dataset {data_path} not found")
     data_format = resolve_data_format(data_path, config.data.format)
@@ -84,6 +87,13 @@ def plan_training(config: TrainConfig) -> TrainingPlan:
         recipe=recipe,
         dna=compute_dna(recipe),
     )
+
+
+def check_inside(root: Path, path: Path, *, what: str) -> None:
+    """Refuse ``path`` if it resolves (symbolic links followed) outside ``root``."""
+    real_root = root.resolve()
+    if not path.resolve().is_relative_to(real_root):
+        raise UsageError(f"{what} {path} resolves outside the models volume {root}; refused")
 
 
 def resolve_base_dir(store: Store, base: str) -> Path:

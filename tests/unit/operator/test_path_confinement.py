@@ -107,3 +107,31 @@ def test_a_link_swapped_in_after_a_good_plan_is_refused_on_the_next_reconcile(
     data.symlink_to("/etc/passwd")
     again = resolve(spec("datasets/swap.jsonl"))
     assert again.error is not None and again.error[0] == OUTSIDE_VOLUME and again.dna is None
+
+
+def test_the_trainer_checks_again_with_the_config_the_operator_wrote(volume: Path) -> None:
+    """The Job's trainer re-plans from the config the operator wrote (confine_paths: true), so a
+    link swapped in after the operator planned is refused in the pod too (exit 2), while the
+    same path given on a user's command line (confine_paths off) is the user's business."""
+    from certmodel.operator.recipes import train_config
+    from certmodel.runtime.training.config import parse_config
+    from certmodel.runtime.training.plan import plan_training
+
+    resolved = make_resolver(volume)(spec("datasets/swap2.jsonl"))
+    assert resolved.error is not None  # not there yet: nothing planned
+    data = volume / "datasets" / "swap2.jsonl"
+    data.write_text('{"text": "hi"}\n')
+    resolved = make_resolver(volume, pod_root=str(volume))(spec("datasets/swap2.jsonl"))
+    assert resolved.error is None and resolved.dna is not None
+    config = json.loads(resolved.config_json)
+    assert config["confine_paths"] is True
+    assert plan_training(parse_config(config)).dna == resolved.dna
+    data.unlink()
+    data.symlink_to(volume.parent / "outside" / "secret.jsonl")
+    with pytest.raises(UsageError, match="outside the models volume"):
+        plan_training(parse_config(config))
+    plan_training(
+        train_config(spec("datasets/swap2.jsonl"), root=str(volume)).model_copy(
+            update={"confine_paths": False}
+        )
+    )

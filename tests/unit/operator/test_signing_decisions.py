@@ -230,6 +230,22 @@ def test_key_files_are_checked_before_use(keys: KeyPair, tmp_path: Path) -> None
         check_key(keys[0], private=False)  # a private key where the public one belongs
     with pytest.raises(UsageError, match="not a PEM private key"):
         check_key(keys[1], private=True)
+    # An EC key on a curve model-signing cannot use (secp256k1) is refused now, not after a
+    # whole training run.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    k1 = ec.generate_private_key(ec.SECP256K1())
+    other = tmp_path / "k1.pem"
+    other.write_bytes(
+        k1.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    with pytest.raises(UsageError, match="curve secp256k1"):
+        check_key(other, private=True)
 
 
 def test_the_server_admits_only_verified_signatures(store: Store, keys: KeyPair) -> None:
