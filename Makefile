@@ -53,7 +53,7 @@ test: venv lint check-generated kube-bins browser ## set up everything and run t
 
 .PHONY: test-faults
 test-faults: venv kube-bins browser ## the reliability scenarios (faults, bad input, signing, security); writes docs/reliability.md
-	$(VENV)/bin/pytest -m reliability --reliability-report docs/reliability.md $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m reliability --reliability-report=docs/reliability.md $(PYTEST_ARGS)
 
 # Debian's Chromium for the console's browser test (never a test tool's own browser download).
 CHROMIUM ?= /usr/bin/chromium

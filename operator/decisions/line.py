@@ -231,6 +231,31 @@ def decide_line(snap: LineSnapshot) -> LinePlan:
             if new_doc == doc:  # unreadable or missing ConfigMap holding the same target
                 new_doc = doc.model_copy(update={"revision": doc.revision + 1})
             events.append(_move_event(doc, new_doc, snap.pointer))
+    elif doc.dna != snap.old_status.current and (bogus := _bogus_target(doc, snap.versions)):
+        # A hand edit (not a version the operator wrote and then lost: that one is kept, as
+        # every refusal keeps CURRENT), and the spec's own target cannot be served either: go
+        # back to the last good version the pointer held, or at least say the pointer is wrong.
+        fallback = _last_good(doc, snap.versions)
+        if fallback is not None:
+            new_doc = _restore(doc, fallback, now=now)
+            events.append(
+                Event(
+                    "Warning",
+                    "PointerRestored",
+                    f"pointer ConfigMap named {doc.dna}, which this line cannot serve ({bogus});"
+                    f" restored CURRENT to {fallback.dna}, the last good version it held"
+                    f" (revision {new_doc.revision})",
+                )
+            )
+        else:
+            events.append(
+                Event(
+                    "Warning",
+                    "PointerInvalid",
+                    f"pointer ConfigMap names {doc.dna}, which this line cannot serve ({bogus}),"
+                    " and there is no valid version to restore it to",
+                )
+            )
     live = new_doc or doc
     status = _status(snap, live, choice)
     if choice.refusal and _reason(snap.old_status) != choice.refusal[0]:
@@ -251,6 +276,17 @@ def _bogus_target(doc: PointerDocument, versions: Sequence[VersionFacts]) -> str
     if facts.kind and facts.base_model and facts.content_digest and facts.target() != doc.target:
         return f"its path, kind, base model or digest differ from version {dna}'s manifest"
     return ""
+
+
+def _last_good(doc: PointerDocument, versions: Sequence[VersionFacts]) -> PointerTarget | None:
+    """The newest target of the pointer's previous stack that is still a verified version."""
+    by_dna = {v.dna: v for v in versions}
+    for target in reversed(doc.previous):
+        facts = by_dna.get(target.dna)
+        usable = facts and facts.exists and facts.verified and facts.content_digest
+        if usable and facts and facts.target() == target:
+            return target
+    return None
 
 
 def _restore(doc: PointerDocument, target: PointerTarget, *, now: datetime) -> PointerDocument:

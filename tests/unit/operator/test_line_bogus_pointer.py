@@ -108,3 +108,47 @@ def test_a_pointer_moved_by_hand_to_a_real_version_is_a_plain_move() -> None:
     plan = decide(A, [facts(A), facts(B)], edited(first, **facts(B).target().model_dump()))
     assert [(e.type, e.reason) for e in plan.events] == [("Normal", "Promoted")]
     assert plan.pointer is not None and plan.pointer.dna == A and plan.pointer.previous[-1].dna == B
+
+
+def test_a_bogus_pointer_is_restored_even_when_the_specs_target_is_refused(
+    two_moves: PointerDocument,
+) -> None:
+    """The spec names a version that is gone, and the pointer was hand-edited to a bogus X:
+    CURRENT goes back to the last good version the pointer held (B is refused as missing
+    too, so A), rather than keeping X and saying 'keeping CURRENT at X'."""
+    bad = edited(two_moves, dna=X, path=f"certified/{X}")
+    gone_b = [facts(A), facts(B, exists=False), facts(X, exists=False)]
+    plan = decide(B, gone_b, bad)
+    assert plan.pointer is not None and plan.pointer.dna == A
+    reasons = [(e.type, e.reason) for e in plan.events]
+    assert ("Warning", "PointerRestored") in reasons and ("Warning", "TargetMissing") in reasons
+    assert "keeping CURRENT at " + A in plan.status.message or plan.status.current == A
+    # Nothing good to go back to: the pointer is left alone, and the event says it is wrong.
+    none_good = [facts(A, verified=False), facts(B, exists=False), facts(X, exists=False)]
+    plan = decide(B, none_good, bad)
+    assert plan.pointer is None
+    assert ("Warning", "PointerInvalid") in [(e.type, e.reason) for e in plan.events]
+
+
+def test_a_version_lost_under_the_pointer_the_operator_wrote_is_kept(
+    two_moves: PointerDocument,
+) -> None:
+    """B, written by the operator, vanishes from the volume (a lagging mount, say): a refusal
+    keeps CURRENT, so the pods keep serving the B they hold; no restore to A."""
+    spec = CertifiedModelSpec.model_validate(
+        {"baseModel": "base", "promotion": {"policy": "Manual", "current": B}}
+    )
+    plan = decide_line(
+        LineSnapshot(
+            name="line",
+            generation=1,
+            spec=spec,
+            old_status=CertifiedModelStatus(current=B, previous=A, revision=two_moves.revision),
+            versions=[facts(A), facts(B, exists=False)],
+            pointer=PointerState(exists=True, document=two_moves),
+            serving=[],
+            now=NOW,
+        )
+    )
+    assert plan.pointer is None
+    assert [(e.type, e.reason) for e in plan.events] == [("Warning", "TargetMissing")]
