@@ -148,7 +148,10 @@ def training_view(body: Mapping[str, Any]) -> dict[str, Any]:
         "step": step,
         "totalSteps": total,
         "percent": round(100 * step / total) if total else None,
-        "loss": progress.loss if progress else None,
+        # Live loss while it runs; the final train loss once it is done.
+        "loss": (progress.loss if progress else None)
+        if progress and progress.loss is not None
+        else (metrics.train_loss if metrics else None),
         "evalLoss": metrics.eval_loss if metrics else None,
         "etaSeconds": progress.eta_seconds if progress and status.phase == "Running" else None,
         "eta": eta_text(progress.eta_seconds) if progress and status.phase == "Running" else "",

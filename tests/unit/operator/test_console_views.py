@@ -95,6 +95,11 @@ def test_training_view_reports_live_progress() -> None:
     assert (view["loss"], view["eta"], view["active"]) == (1.5, "1m15s", True)
     done = training_view(training("t", "Succeeded", "x", step=118, totalSteps=120, etaSeconds=3))
     assert (done["step"], done["percent"], done["eta"], done["active"]) == (120, 100, "", False)
+    assert done["loss"] is None  # no progress loss, no metrics: nothing to show
+    body = training("t", "Succeeded", "x", step=120, totalSteps=120)
+    body["status"]["metrics"] = {"trainLoss": 0.75, "evalLoss": 0.8}
+    final = training_view(body)
+    assert (final["loss"], final["evalLoss"]) == (0.75, 0.8)  # the final loss once it is done
 
 
 @pytest.mark.parametrize(
