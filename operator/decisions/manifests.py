@@ -113,8 +113,12 @@ def training_job(
         requests["nvidia.com/gpu"] = limits["nvidia.com/gpu"] = str(res.gpus)
     train = ["certmodel", "train", "--config", f"{CONFIG_MOUNT}/{CONFIG_FILE}"]
     if res.gpus > 1:
+        # torchrun through our launcher, which keeps a worker's exit code (2: bad input fails
+        # the Job at once, as on one GPU; plain torchrun would exit 1 and be retried).
         train = [
-            "torchrun",
+            "python",
+            "-m",
+            "certmodel.runtime.training.launch",
             f"--nproc_per_node={res.gpus}",
             "-m",
             "certmodel.runtime.training",
