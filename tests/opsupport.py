@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -178,3 +179,46 @@ def condition(obj: dict[str, Any], kind: str = "Ready") -> tuple[str, str] | Non
         if c["type"] == kind:
             return c["status"], c["reason"]
     return None
+
+
+Predicate = Callable[[dict[str, Any]], bool]
+
+
+def ready_on(dna: str) -> Predicate:
+    """A line that serves ``dna``, is Ready, and has seen its latest spec."""
+
+    def check(obj: dict[str, Any]) -> bool:
+        st = obj.get("status") or {}
+        return (
+            st.get("current") == dna
+            and condition(obj) == ("True", "Ready")
+            and st.get("observedGeneration") == obj["metadata"]["generation"]
+        )
+
+    return check
+
+
+def phase(name: str) -> Predicate:
+    """Wait for phase ``name``; fail at once if the run ends in the other terminal phase."""
+
+    def check(obj: dict[str, Any]) -> bool:
+        st = obj.get("status") or {}
+        other = {"Succeeded": "Failed", "Failed": "Succeeded"}.get(name)
+        if other and st.get("phase") == other and st.get("jobName"):
+            raise AssertionError(f"ended {other} instead of {name}: {st.get('message')}")
+        return st.get("phase") == name
+
+    return check
+
+
+def pointer_dna(env: OperatorEnv, line: str) -> str | None:
+    """The DNA line ``line``'s pointer ConfigMap names, or None when there is none."""
+    cm = env.config_map(f"{line}-pointer")
+    return None if cm is None else str(json.loads(cm["data"]["pointer.json"])["target"]["dna"])
+
+
+def jobs(env: OperatorEnv) -> list[dict[str, Any]]:
+    """Every Job in the namespace, as JSON."""
+    out = env.cluster.kubectl("get", "jobs", "-n", env.namespace, "-o", "json")
+    items: list[dict[str, Any]] = json.loads(out.stdout)["items"]
+    return items

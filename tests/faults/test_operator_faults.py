@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 from factories import make_version
-from opsupport import OperatorEnv, condition
+from opsupport import OperatorEnv, condition, jobs, phase, ready_on
 from tinymodels import corpus, write_jsonl
 
 from certmodel.runtime.format.verify import verify_version
@@ -88,37 +88,6 @@ def with_tiny_llama(env: OperatorEnv, tiny_llama: Path) -> None:
     """The tiny Llama as the volume's base model ``tiny-llama``, and a dataset beside it."""
     shutil.copytree(tiny_llama, env.store.base_models_dir / "tiny-llama")
     write_jsonl(env.store.root / "datasets" / "qa.jsonl", corpus())
-
-
-def phase(name: str) -> Callable[[dict[str, Any]], bool]:
-    """Wait for phase ``name``; fail at once if the run ends in the other terminal phase."""
-
-    def check(obj: dict[str, Any]) -> bool:
-        st = obj.get("status") or {}
-        other = {"Succeeded": "Failed", "Failed": "Succeeded"}.get(name)
-        if other and st.get("phase") == other and st.get("jobName"):
-            raise AssertionError(f"ended {other} instead of {name}: {st.get('message')}")
-        return st.get("phase") == name
-
-    return check
-
-
-def ready_on(dna: str) -> Callable[[dict[str, Any]], bool]:
-    def check(obj: dict[str, Any]) -> bool:
-        st = obj.get("status") or {}
-        return (
-            st.get("current") == dna
-            and condition(obj) == ("True", "Ready")
-            and st.get("observedGeneration") == obj["metadata"]["generation"]
-        )
-
-    return check
-
-
-def jobs(env: OperatorEnv) -> list[dict[str, Any]]:
-    out = env.cluster.kubectl("get", "jobs", "-n", env.namespace, "-o", "json")
-    items: list[dict[str, Any]] = json.loads(out.stdout)["items"]
-    return items
 
 
 def pointer_doc(env: OperatorEnv, name: str = POINTER) -> dict[str, Any]:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 import pytest
 from factories import make_version
-from opsupport import OperatorEnv, condition
+from opsupport import OperatorEnv, condition, pointer_dna, ready_on
 
 pytestmark = pytest.mark.cluster
 
@@ -29,25 +28,6 @@ spec:
 """
 
 
-def pointer_dna(env: OperatorEnv) -> str | None:
-    cm = env.config_map(f"{LINE}-pointer")
-    if cm is None:
-        return None
-    return str(json.loads(cm["data"]["pointer.json"])["target"]["dna"])
-
-
-def ready_on(dna: str) -> Any:
-    def check(obj: dict[str, Any]) -> bool:
-        st = obj.get("status") or {}
-        return (
-            st.get("current") == dna
-            and condition(obj) == ("True", "Ready")
-            and st.get("observedGeneration") == obj["metadata"]["generation"]
-        )
-
-    return check
-
-
 @pytest.mark.reliability(
     "faults",
     "a line's target corrupted on the volume (one byte of its weights), or a DNA that does not"
@@ -61,12 +41,12 @@ def test_promote_rollback_and_refusals(operator_env: OperatorEnv) -> None:
     b = make_version(env.store, seed=2).dna
     env.apply(line(a))
     obj = env.wait("certifiedmodels", LINE, ready_on(a))
-    assert pointer_dna(env) == a
+    assert pointer_dna(env, LINE) == a
     assert obj["status"]["revision"] == 1 and obj["status"]["versionCount"] == 1
 
     env.apply(line(b))
     obj = env.wait("certifiedmodels", LINE, ready_on(b))
-    assert pointer_dna(env) == b and obj["status"]["previous"] == a
+    assert pointer_dna(env, LINE) == b and obj["status"]["previous"] == a
 
     env.apply(line(a))  # back to the previous version: a rollback
     obj = env.wait("certifiedmodels", LINE, ready_on(a))
@@ -78,14 +58,14 @@ def test_promote_rollback_and_refusals(operator_env: OperatorEnv) -> None:
     weights.write_bytes(weights.read_bytes()[:-1] + b"\x00")
     env.apply(line(b))
     obj = env.wait("certifiedmodels", LINE, lambda o: condition(o) == ("False", "TargetCorrupt"))
-    assert pointer_dna(env) == a
+    assert pointer_dna(env, LINE) == a
     assert f"keeping CURRENT at {a}" in obj["status"]["message"]
     assert "adapter/adapter_model.safetensors" in obj["status"]["message"]
 
     # A DNA that does not exist is refused too.
     env.apply(line("tiny-base-lora-000000000000"))
     env.wait("certifiedmodels", LINE, lambda o: condition(o) == ("False", "TargetMissing"))
-    assert pointer_dna(env) == a
+    assert pointer_dna(env, LINE) == a
 
 
 @pytest.mark.reliability(
@@ -109,7 +89,7 @@ def test_a_hand_edited_pointer_is_restored(operator_env: OperatorEnv) -> None:
         json.dumps({"data": {"pointer.json": "bogus"}}),
     )
     env.wait("certifiedmodels", LINE, lambda o: (o["status"].get("revision") or 0) >= 2)
-    assert pointer_dna(env) == a
+    assert pointer_dna(env, LINE) == a
     assert ("PointerRestored", "Warning") in env.events(LINE)
 
 

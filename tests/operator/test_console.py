@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from factories import make_version
-from opsupport import OperatorEnv
+from opsupport import OperatorEnv, pointer_dna
 from tinymodels import build_tiny_llama, corpus, write_jsonl
 
 from certmodel.runtime.format.verify import verify_version
@@ -133,11 +133,6 @@ def call(
     return status, json.loads(raw) if kind == "application/json" else {"bytes": raw}
 
 
-def pointer_dna(env: OperatorEnv) -> str | None:
-    cm = env.config_map(f"{LINE}-pointer")
-    return json.loads(cm["data"]["pointer.json"])["target"]["dna"] if cm else None
-
-
 def current_is(dna: str) -> Any:
     return lambda o: (o.get("status") or {}).get("current") == dna
 
@@ -216,7 +211,7 @@ spec:
     # "Set as CURRENT" on the trained version: the spec, then the pointer ConfigMap move.
     trained_row.locator("button.set-current").click()
     obj = env.wait("certifiedmodels", LINE, current_is(trained))
-    assert pointer_dna(env) == trained
+    assert pointer_dna(env, LINE) == trained
     promotion = obj["spec"]["promotion"]
     assert (promotion["policy"], promotion["current"]) == ("Manual", trained)
     managers = {m["manager"] for m in obj["metadata"]["managedFields"]}
@@ -229,7 +224,7 @@ spec:
     # "Roll back": CURRENT returns to the first version, recorded as a rollback.
     page.locator(f'article[data-line="{LINE}"] button.rollback').click()
     obj = env.wait("certifiedmodels", LINE, current_is(first))
-    assert pointer_dna(env) == first
+    assert pointer_dna(env, LINE) == first
     assert obj["status"]["history"][-1]["reason"] == "rollback"
     page.locator(f'article[data-line="{LINE}"] dd.current', has_text=first).wait_for()
 
@@ -305,7 +300,7 @@ def test_the_console_refuses_what_rbac_does_not_grant(
     assert status == 403
     obj = env.get("certifiedmodels", LINE)
     assert obj["spec"]["promotion"]["current"] == a and obj["status"]["current"] == a
-    assert pointer_dna(env) == a
+    assert pointer_dna(env, LINE) == a
 
     # Bad input from an allowed user: a non-DNA, a version of no line, a corrupt version.
     status, body = call(

@@ -13,10 +13,9 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from opsupport import OperatorEnv, condition
+from opsupport import OperatorEnv, condition, jobs, phase
 from tinymodels import build_tiny_llama, corpus, write_jsonl
 
 from certmodel.runtime.format.verify import verify_version
@@ -70,19 +69,6 @@ spec:
   baseModel: tiny-llama
   promotion: {policy: Latest}
 """
-
-
-def phase(name: str) -> Any:
-    """Wait for phase ``name``; fail at once if the run ends in the other terminal phase."""
-
-    def check(obj: dict[str, Any]) -> bool:
-        st = obj.get("status") or {}
-        other = {"Succeeded": "Failed", "Failed": "Succeeded"}.get(name)
-        if other and st.get("phase") == other and st.get("jobName"):
-            raise AssertionError(f"ended {other} instead of {name}: {st.get('message')}")
-        return st.get("phase") == name
-
-    return check
 
 
 @contextlib.contextmanager
@@ -142,12 +128,6 @@ def wait_for_answer(ask: Callable[[], str], dna: str, timeout: float = 60) -> bo
             pass
         time.sleep(0.3)
     return False
-
-
-def jobs(env: OperatorEnv) -> list[dict[str, Any]]:
-    out = env.cluster.kubectl("get", "jobs", "-n", env.namespace, "-o", "json")
-    items: list[dict[str, Any]] = json.loads(out.stdout)["items"]
-    return items
 
 
 def test_train_publish_promote_and_dedupe(env: OperatorEnv) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from factories import make_version
-from opsupport import OperatorEnv, condition
+from opsupport import OperatorEnv, condition, pointer_dna, ready_on
 from signingkit import KeyPair, write_key_pair
 from tinymodels import build_tiny_llama, corpus, write_jsonl
 
@@ -45,19 +45,6 @@ def signed(store: Store, key: Path, *, seed: int) -> str:
     dna = make_version(store, seed=seed).dna
     sign_version(store.version_path(dna), key)
     return dna
-
-
-def pointer_dna(env: OperatorEnv) -> str | None:
-    cm = env.config_map(f"{LINE}-pointer")
-    return None if cm is None else str(json.loads(cm["data"]["pointer.json"])["target"]["dna"])
-
-
-def ready_on(dna: str) -> Any:
-    def check(obj: dict[str, Any]) -> bool:
-        st = obj.get("status") or {}
-        return st.get("current") == dna and condition(obj) == ("True", "Ready")
-
-    return check
 
 
 def refused(dna: str) -> Any:
@@ -101,7 +88,7 @@ def test_without_a_public_key_a_signature_is_never_trusted(
 
     restart_with_key(env, keys[1])
     obj = env.wait("certifiedmodels", LINE, ready_on(a))
-    assert pointer_dna(env) == a and obj["status"]["versions"][0]["signed"] is True
+    assert pointer_dna(env, LINE) == a and obj["status"]["versions"][0]["signed"] is True
 
 
 @pytest.mark.reliability(
@@ -121,7 +108,7 @@ def test_only_versions_signed_with_the_key_become_current(
     good = signed(store, keys[0], seed=1)
     env.apply(line(good))
     env.wait("certifiedmodels", LINE, ready_on(good))
-    assert pointer_dna(env) == good
+    assert pointer_dna(env, LINE) == good
 
     unsigned = make_version(store, seed=2).dna
     foreign = signed(store, other[0], seed=3)
@@ -147,7 +134,7 @@ def test_only_versions_signed_with_the_key_become_current(
         message = obj["status"]["message"]
         assert message.startswith(f"version {dna} has no valid signature: "), message
         assert why in message and f"keeping CURRENT at {good}" in message, message
-        assert pointer_dna(env) == good and obj["status"]["current"] == good
+        assert pointer_dna(env, LINE) == good and obj["status"]["current"] == good
         facts = {v["dna"]: v for v in obj["status"]["versions"]}
         assert facts[dna]["signed"] is False and facts[good]["signed"] is True
     assert ("TargetUnsigned", "Warning") in env.events(LINE)
@@ -160,7 +147,7 @@ def test_only_versions_signed_with_the_key_become_current(
     (store.version_path(good) / SIGNATURE_NAME).write_bytes(b"{}")
     obj = env.wait("certifiedmodels", LINE, refused(good), timeout=90)
     assert "not a model-signing signature bundle" in obj["status"]["message"]
-    assert pointer_dna(env) == good  # nothing better to serve: CURRENT stays, Ready says why
+    assert pointer_dna(env, LINE) == good  # nothing better to serve: CURRENT stays, Ready says why
 
 
 @pytest.fixture(scope="session")
