@@ -42,7 +42,8 @@ class Promotion(ApiModel):
 
 
 class Canary(ApiModel):
-    """Send a share of traffic to another version (reported; routing is the server's)."""
+    """Send a share of traffic to another version. Not implemented yet: the field is accepted
+    and the line's CanaryApplied condition says it is ignored (every request goes to CURRENT)."""
 
     dna: str = Field(max_length=52, pattern=DNA_PATTERN)
     percent: int = Field(ge=0, le=100)

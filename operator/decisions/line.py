@@ -332,6 +332,9 @@ class _Cond(NamedTuple):
     message: str
 
 
+CANARY_CONDITION = "CanaryApplied"
+
+
 def _status(snap: LineSnapshot, live: PointerDocument, choice: _Choice) -> CertifiedModelStatus:
     gen, now = snap.generation, snap.now
     serving = _serving(snap.serving, live.dna)
@@ -359,7 +362,20 @@ def _status(snap: LineSnapshot, live: PointerDocument, choice: _Choice) -> Certi
         ready = _Cond("False", synced.reason, synced.message)
     else:
         ready = _Cond("False", conv.reason, conv.message)
-    conditions = list(snap.old_status.conditions)
+    conditions = [c for c in snap.old_status.conditions if c.type != CANARY_CONDITION]
+    if snap.spec.canary is not None:
+        # Accepted by the schema for forward compatibility; say plainly that nothing splits
+        # traffic yet rather than let a user believe a canary is live.
+        conditions = set_condition(
+            conditions,
+            type=CANARY_CONDITION,
+            status="False",
+            reason="NotImplemented",
+            message=f"spec.canary ({snap.spec.canary.dna}, {snap.spec.canary.percent}%) is not"
+            " implemented yet: every request is served by CURRENT",
+            generation=gen,
+            now=now,
+        )
     for kind, cond in (("PointerSynced", synced), ("ServingConverged", conv), ("Ready", ready)):
         conditions = set_condition(
             conditions,

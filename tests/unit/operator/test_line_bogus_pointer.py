@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -152,3 +153,30 @@ def test_a_version_lost_under_the_pointer_the_operator_wrote_is_kept(
     )
     assert plan.pointer is None
     assert [(e.type, e.reason) for e in plan.events] == [("Warning", "TargetMissing")]
+
+
+def test_a_canary_is_reported_as_not_implemented_and_the_condition_goes_with_it() -> None:
+    """spec.canary is accepted, but nothing splits traffic yet: the line says so."""
+    spec = CertifiedModelSpec.model_validate(
+        {
+            "baseModel": "base",
+            "promotion": {"policy": "Manual", "current": A},
+            "canary": {"dna": B, "percent": 10},
+        }
+    )
+    snap = LineSnapshot(
+        name="line",
+        generation=1,
+        spec=spec,
+        old_status=CertifiedModelStatus(),
+        versions=[facts(A), facts(B)],
+        pointer=PointerState(exists=False, document=None),
+        serving=[],
+        now=NOW,
+    )
+    status = decide_line(snap).status
+    (canary,) = [c for c in status.conditions if c.type == "CanaryApplied"]
+    assert (canary.status, canary.reason) == ("False", "NotImplemented")
+    assert B in canary.message and "10%" in canary.message
+    without = replace(snap, spec=spec.model_copy(update={"canary": None}), old_status=status)
+    assert all(c.type != "CanaryApplied" for c in decide_line(without).status.conditions)
