@@ -8,6 +8,7 @@ already exists, or reporting a lost compare-and-swap.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,33 @@ from certmodel.operator.decisions.line import Event
 
 log = logging.getLogger(__name__)
 COMPONENT = "certmodel-operator"
+
+
+def event_body(
+    involved: Mapping[str, Any], event: Event, *, component: str, instance: str | None = None
+) -> dict[str, Any]:
+    """A core/v1 Event on ``involved`` (its message cut to the API's 1 KiB)."""
+    meta = involved["metadata"]
+    now = datetime.now(UTC).isoformat()
+    return {
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": involved.get("apiVersion"),
+            "kind": involved.get("kind"),
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid"),
+        },
+        "type": event.type,
+        "reason": event.reason,
+        "message": event.message[:1024],
+        "source": {"component": component},
+        "reportingComponent": component,
+        "reportingInstance": instance or component,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
 
 
 class Kube:
@@ -126,26 +154,7 @@ class Kube:
     def emit(self, involved: dict[str, Any], event: Event) -> None:
         """Record a Kubernetes Event on ``involved``; failures are logged, never raised."""
         meta = involved["metadata"]
-        now = datetime.now(UTC)
-        body = {
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {
-                "apiVersion": involved.get("apiVersion"),
-                "kind": involved.get("kind"),
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta.get("uid"),
-            },
-            "type": event.type,
-            "reason": event.reason,
-            "message": event.message[:1024],
-            "source": {"component": COMPONENT},
-            "reportingComponent": COMPONENT,
-            "reportingInstance": self.instance or COMPONENT,
-            "firstTimestamp": now.isoformat(),
-            "lastTimestamp": now.isoformat(),
-            "count": 1,
-        }
+        body = event_body(involved, event, component=COMPONENT, instance=self.instance)
         try:
             self._wrote()
             self.core.create_namespaced_event(meta["namespace"], body)

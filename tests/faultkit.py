@@ -39,13 +39,10 @@ SERVE_FAULT = SWAP_FAULT
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any:
-    """Poll ``check`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    """servekit's poll, with a longer default: these waits span process starts and kills."""
+    from serving.servekit import wait_for as poll
+
+    return poll(what, check, timeout)
 
 
 def cli(*argv: str) -> tuple[int, str, str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
@@ -18,6 +17,8 @@ from kubernetes.client.exceptions import ApiException
 
 from certmodel.operator.api import GROUP, VERSION
 from certmodel.operator.console.views import FIELD_MANAGER, ConsoleError
+from certmodel.operator.decisions.line import Event
+from certmodel.operator.kube import event_body
 
 log = logging.getLogger(__name__)
 LINES, TRAININGS = "certifiedmodels", "modeltrainings"
@@ -102,26 +103,7 @@ class ConsoleKube:
     def record(self, line: Mapping[str, Any], reason: str, message: str) -> None:
         """An Event on the line saying who changed it through the console (best effort)."""
         meta = line["metadata"]
-        now = datetime.now(UTC).isoformat()
-        body = {
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {
-                "apiVersion": line.get("apiVersion"),
-                "kind": line.get("kind"),
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta.get("uid"),
-            },
-            "type": "Normal",
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": FIELD_MANAGER},
-            "reportingComponent": FIELD_MANAGER,
-            "reportingInstance": FIELD_MANAGER,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
+        body = event_body(line, Event("Normal", reason, message), component=FIELD_MANAGER)
         try:
             self.core.create_namespaced_event(meta["namespace"], body, _request_timeout=TIMEOUT_S)
         except ApiException as exc:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from serving.servekit import PROMPT, Client, Harness
+from serving.servekit import PROMPT, Client, Harness, wait_for
 
 from certmodel.runtime.format.pointer import FilePointer
 from certmodel.runtime.localmode import promote_local, rollback_local
@@ -17,15 +16,6 @@ pytestmark = [
     pytest.mark.torch,
     pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning"),
 ]
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def live(client: Client) -> str | None:

@@ -5,13 +5,12 @@ are refused like a corrupt version (old version kept, refusal in /v1/status and 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from serving.servekit import Client, Harness
+from serving.servekit import Client, Harness, wait_for
 from signingkit import write_key_pair
 
 from certmodel.runtime.cli.main import main
@@ -23,15 +22,6 @@ pytestmark = [
     pytest.mark.torch,
     pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning"),
 ]
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def refusal_of(client: Client, dna: str) -> Callable[[], dict[str, Any] | None]:
