@@ -9,6 +9,7 @@ a green run must mean the cluster tests really ran.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 
 from localcluster import k8s
-from localcluster.binaries import BinariesMissingError, find_binaries
+from localcluster.binaries import Binaries, BinariesMissingError, find_binaries
 from localcluster.controlplane import ControlPlane
 
 
@@ -164,9 +165,15 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeClust
         api.close()
         yield KubeCluster(Path(reuse), server, bins.kubectl, bins.helm)
         return
-    plane = ControlPlane(
-        tmp_path_factory.mktemp("localcluster"), binaries=bins, gpus=0, die_with_parent=True
-    )
+    with running_cluster(tmp_path_factory.mktemp("localcluster"), bins) as cluster:
+        yield cluster
+
+
+@contextlib.contextmanager
+def running_cluster(state_dir: Path, bins: Binaries, **options: Any) -> Iterator[KubeCluster]:
+    """A fresh control plane in ``state_dir`` (``options`` go to :class:`ControlPlane`), stopped
+    on exit; for the session cluster and for tests that need one of their own."""
+    plane = ControlPlane(state_dir, binaries=bins, gpus=0, die_with_parent=True, **options)
     info = plane.start()
     try:
         yield KubeCluster(plane.kubeconfig, info.server, bins.kubectl, bins.helm, plane)

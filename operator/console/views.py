@@ -82,9 +82,7 @@ def line_view(body: Mapping[str, Any]) -> dict[str, Any]:
             "converged": serving.converged if serving else False,
             "refused": list(serving.refused) if serving else [],
         },
-        "canRollback": generation is not None
-        and status.observed_generation == generation
-        and any(v.dna == status.previous and v.verified for v in status.versions),
+        "canRollback": rollback_blocker(body, status) is None,
         "versions": [
             {
                 "dna": v.dna,
@@ -203,6 +201,27 @@ def set_current_patch(
     return patch
 
 
+def rollback_blocker(body: Mapping[str, Any], status: CertifiedModelStatus) -> str | None:
+    """Why "Roll back" cannot be done now, or None: what disables the button and, should the
+    page be stale, what the request is refused with (409)."""
+    meta = body.get("metadata") or {}
+    name = meta.get("name", "")
+    promotion = (body.get("spec") or {}).get("promotion") or {}
+    pending = promotion.get("policy", "Manual") == "Manual" and promotion.get("current") not in (
+        None,
+        status.current,
+    )
+    if meta.get("generation") != status.observed_generation or pending:
+        # Someone set a new CURRENT the operator has not applied yet (it may be verifying it):
+        # a roll back now would silently replace that decision.
+        return f"model line {name} has a change the operator has not applied yet; retry soon"
+    if status.previous is None:
+        return f"model line {name} has no previous version to roll back to"
+    if not any(v.dna == status.previous and v.verified for v in status.versions):
+        return f"the previous version {status.previous} is not verified"
+    return None
+
+
 def rollback_patch(
     body: Mapping[str, Any], *, expected_current: Any, user: str, now: datetime
 ) -> dict[str, Any]:
@@ -217,21 +236,9 @@ def rollback_patch(
         raise ConsoleError(
             409, f"CURRENT of {name} moved meanwhile (now {status.current}); reload and retry"
         )
-    promotion = (body.get("spec") or {}).get("promotion") or {}
-    pending = promotion.get("policy", "Manual") == "Manual" and promotion.get("current") not in (
-        None,
-        status.current,
-    )
-    if meta.get("generation") != status.observed_generation or pending:
-        # Someone set a new CURRENT the operator has not applied yet (it may be verifying it):
-        # a roll back now would silently replace that decision.
-        raise ConsoleError(
-            409, f"model line {name} has a change the operator has not applied yet; retry soon"
-        )
-    if status.previous is None:
-        raise ConsoleError(409, f"model line {name} has no previous version to roll back to")
-    if not any(v.dna == status.previous and v.verified for v in status.versions):
-        raise ConsoleError(409, f"the previous version {status.previous} is not verified")
+    if blocker := rollback_blocker(body, status):
+        raise ConsoleError(409, blocker)
+    assert status.previous is not None  # rollback_blocker checked it
     patch: dict[str, Any] = _move(body, status.previous, user, "rolled back to", now)
     return patch
 

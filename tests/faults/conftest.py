@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 from localcluster.binaries import find_binaries
-from localcluster.controlplane import ControlPlane
-from localcluster.pytest_plugin import KubeCluster
+from localcluster.pytest_plugin import KubeCluster, running_cluster
 from opfixtures import ROOT, crds, install_crds, operator_env, operator_env_on  # noqa: F401
 from opsupport import OperatorEnv
 from tinymodels import build_tiny_llama
@@ -52,19 +51,9 @@ def bare_env(
 def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
     """A control plane of this test's own (etcd, API server, controller manager, node agent):
     restarting its API server disturbs nobody else. About ten seconds to start."""
-    bins = find_binaries()
-    plane = ControlPlane(
-        tmp_path_factory.mktemp("own-plane"),
-        node_name="faults-node",
-        binaries=bins,
-        gpus=0,
-        die_with_parent=True,
-    )
-    info = plane.start()
-    try:
-        yield KubeCluster(plane.kubeconfig, info.server, bins.kubectl, bins.helm, plane)
-    finally:
-        plane.stop()
+    state = tmp_path_factory.mktemp("own-plane")
+    with running_cluster(state, find_binaries(), node_name="faults-node") as cluster:
+        yield cluster
 
 
 @pytest.fixture
